@@ -1,3 +1,3 @@
-"""registry-probe: checks, as a node's container runtime would, that every registry it pulls from is reachable."""
+"""registry-probe: checks that a node reaches every registry it pulls from, as its runtime would."""
 
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ class RegistryConfig:
 
     @property
     def api_host(self) -> str:
-        """The host[:port] that is contacted: Docker Hub's aliases all go to registry-1.docker.io."""
+        """The host[:port] contacted: every Docker Hub alias goes to registry-1.docker.io."""
         return DOCKER_HUB if self.is_docker_hub else self.host
 
     @property
@@ -50,7 +50,7 @@ class Config:
     interval: float = 60.0  # seconds
     timeout: float = 10.0  # seconds
     host_root: str = "/"
-    listen: str = "0.0.0.0:9741"  # noqa: S104 - the agent serves /metrics to Prometheus on every interface by design
+    listen: str = "0.0.0.0:9741"  # every interface: Prometheus scrapes the node's IP
     discover: bool = True
     registries: tuple[RegistryConfig, ...] = ()
     dockerhub: DockerHubConfig = field(default_factory=DockerHubConfig)
