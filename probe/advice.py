@@ -1,0 +1,167 @@
+"""The fix, in words, for each reason: what a person on the node should look at.
+
+The root causes and their fixes follow seed-imagepullbackoff.txt (3 expired or invalid
+credentials, 4 Docker Hub rate limiting, 5 network or firewall); the words name the concrete
+thing to change (which resolver, firewall, security group, VPC endpoint, CA, proxy drop-in).
+"""
+
+from __future__ import annotations
+
+from probe.reasons import ROOT_CAUSE, Reason
+from probe.result import CheckResult, RegistryReport
+
+CAUSE_TITLE = {
+    3: "expired or invalid credentials",
+    4: "Docker Hub rate limiting",
+    5: "network or firewall blocking the registry",
+}
+
+_ADVICE: dict[Reason, str] = {
+    Reason.DNS_NXDOMAIN: (
+        "The node's resolvers say {host} does not exist. Check the name for a typo, then the "
+        "resolvers in /etc/resolv.conf: a split-horizon or private DNS zone (Route 53 private "
+        "hosted zone, a VPC endpoint's private DNS name not enabled for this VPC, CoreDNS stub "
+        "domains do not apply: containerd uses the node's resolv.conf) may not know it."
+    ),
+    Reason.DNS_NO_ANSWER: (
+        "{host} exists but has no A or AAAA record on the node's resolvers. Check the DNS "
+        "zone's records, and an interface VPC endpoint whose private DNS is only half set up."
+    ),
+    Reason.DNS_SERVFAIL: (
+        "The node's resolver failed to resolve {host} (SERVFAIL): the resolver or its upstream "
+        "is broken or DNSSEC validation fails. Check the resolvers in /etc/resolv.conf "
+        "(`resolvectl status` with systemd-resolved) and their forwarders."
+    ),
+    Reason.DNS_REFUSED: (
+        "The node's resolver refused to resolve {host} (REFUSED): it does not serve this node "
+        "or this zone. Check that /etc/resolv.conf names the VPC or corporate resolver, and the "
+        "resolver's allow-list (allow-query / access-control) for the node's subnet."
+    ),
+    Reason.DNS_TIMEOUT: (
+        "No resolver in /etc/resolv.conf answered for {host}. Allow UDP and TCP port 53 from "
+        "the node to its resolvers (node firewall, security group, network ACL) and check the "
+        "resolvers are up (`resolvectl status`, systemd-resolved's upstream servers)."
+    ),
+    Reason.DNS_NO_RESOLVERS: (
+        "The node's /etc/resolv.conf names no nameserver, so containerd cannot resolve {host}. "
+        "Fix the node's DNS configuration (DHCP options, netplan, systemd-resolved's "
+        "stub-resolv.conf link)."
+    ),
+    Reason.TCP_TIMEOUT: (
+        "Connections from the node to {endpoint} are silently dropped. Allow outbound TCP "
+        "{port} to it: the node's firewall (nftables/iptables), its security group's egress "
+        "rules, the subnet's network ACL and route table (NAT gateway). For a cloud registry "
+        "without internet egress, add the VPC endpoint (ECR: com.amazonaws.<region>.ecr.dkr "
+        "and ecr.api, plus the S3 gateway endpoint for layers). If egress must go through a "
+        "proxy, configure it for containerd (a systemd drop-in with HTTPS_PROXY)."
+    ),
+    Reason.TCP_REFUSED: (
+        "{endpoint} actively refuses connections from the node: nothing listens on port {port} "
+        "there, or a firewall rejects the traffic. Check the registry's address and port, the "
+        "load balancer's listeners, and reject rules in the node's or network's firewall."
+    ),
+    Reason.TCP_UNREACHABLE: (
+        "The node has no route to {endpoint} (host or network unreachable). Check the node's "
+        "routes and the subnet's route table (NAT gateway, transit gateway, VPN), and firewall "
+        "rules that answer with ICMP unreachable."
+    ),
+    Reason.TLS_UNKNOWN_AUTHORITY: (
+        "The certificate served for {host} is not signed by a CA the node trusts. For a "
+        "private registry, install its CA on the node (/etc/containerd/certs.d/{hostport}/"
+        "ca.crt, or the system store then update-ca-certificates). If the issuer is a "
+        "corporate proxy or firewall (TLS interception), exempt the registry from inspection "
+        "or add that CA the same way."
+    ),
+    Reason.TLS_EXPIRED: (
+        "A certificate in the chain served for {host} has expired. Renew the registry's "
+        "certificate (or its intermediate); if it looks valid elsewhere, check the node's "
+        "clock (chronyc tracking / timedatectl)."
+    ),
+    Reason.TLS_NOT_YET_VALID: (
+        "The certificate served for {host} is not valid yet: usually the node's clock is "
+        "behind. Check time sync on the node (chronyc tracking / timedatectl, NTP reachable)."
+    ),
+    Reason.TLS_HOSTNAME_MISMATCH: (
+        "The certificate served at {endpoint} is not issued for {host}. The name resolves to "
+        "the wrong server, the load balancer serves another certificate, or a proxy "
+        "intercepts: fix the certificate's names or the DNS record."
+    ),
+    Reason.TLS_HANDSHAKE_TIMEOUT: (
+        "TCP to {endpoint} connects but the TLS handshake never completes: a middlebox (proxy, "
+        "firewall doing inspection, MTU black hole) stalls it. Check for TLS inspection and "
+        "path MTU issues (large ServerHello packets dropped)."
+    ),
+    Reason.TLS_HANDSHAKE_FAILED: (
+        "The TLS handshake with {endpoint} fails: the server is not speaking TLS on this port, "
+        "or offers no protocol or cipher the node accepts (TLS 1.2+), or something resets it. "
+        "Check the port, the server's TLS settings, and firewalls that inspect TLS."
+    ),
+    Reason.PROXY_UNREACHABLE: (
+        "The proxy the node's runtime is configured with cannot be reached. Check the proxy's "
+        "address in the runtime's systemd drop-in and that the proxy is up and allowed."
+    ),
+    Reason.PROXY_AUTH_REQUIRED: (
+        "The proxy on the way to {host} wants credentials (407). Put them in the runtime's "
+        "HTTPS_PROXY URL (systemd drop-in) or have the proxy allow the node's address."
+    ),
+    Reason.PROXY_DENIED: (
+        "The proxy refuses to connect to {endpoint}. Allow the registry (and its auth and blob "
+        "hosts) in the proxy's ACL, or add it to NO_PROXY if it is reachable directly."
+    ),
+    Reason.PROXY_MISMATCH: (
+        "The node's container runtimes reach {host} by different routes: what works with "
+        "`docker pull` fails for kubelet. Give containerd the same proxy settings as Docker "
+        "(a drop-in in /etc/systemd/system/containerd.service.d/, then restart containerd)."
+    ),
+    Reason.PROXY_RESTART_PENDING: (
+        "The runtime's unit files name a different proxy than the running process uses: the "
+        "change takes effect only after `systemctl daemon-reload && systemctl restart` of it."
+    ),
+    Reason.HTTP_TIMEOUT: (
+        "{endpoint} accepts the connection and the TLS handshake, then never answers "
+        "GET /v2/. The registry (or a proxy in front of it) is overloaded or stuck: check the "
+        "registry's health and any load balancer or proxy on the path."
+    ),
+    Reason.HTTP_UNEXPECTED_STATUS: (
+        "The registry at {endpoint} answers GET /v2/ with a status a healthy registry does not "
+        "give: it is failing or in maintenance. Check the registry's status page or logs."
+    ),
+    Reason.NOT_A_REGISTRY: (
+        "Something that is not a registry answers at {endpoint}: a captive portal, a proxy's "
+        "or firewall's block page, or another service. Check where {host} resolves and "
+        "whether a transparent proxy or web filter intercepts the node's traffic."
+    ),
+    Reason.AUTH_FAILED: (
+        "The credentials for {host} are rejected by its token service (root cause 3): the pull "
+        "secret is expired or wrong. Recreate it (kubectl create secret docker-registry ...), "
+        "and for ECR refresh tokens automatically (IRSA, or a CronJob every 8 to 10 hours)."
+    ),
+    Reason.RATE_LIMITED: (
+        "Docker Hub's pull rate limit is exhausted for this node's egress address (root cause "
+        "4). Authenticate pulls with a Docker Hub account (imagePullSecrets), and mirror the "
+        "images you need to your own registry or a pull-through cache."
+    ),
+}
+
+
+def advice_for(result: CheckResult) -> str:
+    """The fix for one failed check, with its endpoint filled in."""
+    assert result.reason is not None  # noqa: S101 - advice is only asked for failures
+    host, _, port = result.endpoint.rpartition(":")
+    hostport = host if port == "443" else result.endpoint
+    return _ADVICE[result.reason].format(
+        host=host, port=port, endpoint=result.endpoint, hostport=hostport
+    )
+
+
+def report_advice(report: RegistryReport) -> str:
+    """The fix for a registry: its first failure's advice, or an empty string when it is fine."""
+    failure = report.first_failure
+    if failure is None:
+        return ""
+    return advice_for(failure)
+
+
+def cause_line(reason: Reason) -> str:
+    cause = ROOT_CAUSE[reason]
+    return f"root cause {cause}: {CAUSE_TITLE[cause]}"

@@ -1,0 +1,81 @@
+"""The checks: one module per kind, one signature for all.
+
+Each check is `async def run(probe: Probe) -> Outcome`: it reads what the earlier phases of the
+same address left on the `Probe` (the resolved addresses, the open connection), does one phase,
+and returns an `Outcome` carrying exactly one reason when it fails. Deadlines come from the
+caller's `asyncio.timeout()`; a check never sets its own. Checks never touch metrics.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from probe.connection import Connection
+from probe.reasons import CheckKind, Reason
+from probe.result import CertFacts
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A host:port a pull needs: the registry itself, its token realm, or a blob host."""
+
+    host: str
+    port: int
+    role: str  # "registry", "auth" or "blob"
+    tls: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.tls else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+@dataclass
+class Probe:
+    """What one endpoint's phases pass to each other (one per address after dns)."""
+
+    endpoint: Endpoint
+    resolv_conf: str  # path of the node's resolv.conf, as seen under --host-root
+    hosts_file: str = ""  # path of the node's /etc/hosts, as seen under --host-root
+    ssl_context: ssl.SSLContext | None = None
+    address: str | None = None
+    connection: Connection | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one phase on one address (or of dns for the endpoint)."""
+
+    ok: bool
+    reason: Reason | None = None
+    detail: str = ""
+    phases: Mapping[str, float] = field(default_factory=dict)
+    addresses: tuple[str, ...] = ()  # dns: what the node's resolvers answered
+    cert: CertFacts | None = None  # tls: read even when verification fails
+    realm: str | None = None  # http: the token realm URL from WWW-Authenticate
+
+    @classmethod
+    def failed(cls, reason: Reason, detail: str, **facts: object) -> Outcome:
+        return cls(ok=False, reason=reason, detail=detail, **facts)  # type: ignore[arg-type]
+
+
+CheckFn = Callable[[Probe], Awaitable[Outcome]]
+
+
+def check_functions() -> dict[CheckKind, CheckFn]:
+    """The map from kind to function, as blackbox_exporter's prober table."""
+    from probe.checks import dns, http, tcp, tls
+
+    return {
+        CheckKind.DNS: dns.run,
+        CheckKind.TCP: tcp.run,
+        CheckKind.TLS: tls.run,
+        CheckKind.HTTP: http.run,
+    }

@@ -1,0 +1,151 @@
+"""The `dns` check: resolve an endpoint with the node's resolvers, never the agent's own.
+
+dnspython reads the node's resolv.conf (nameservers, search, ndots, timeout, attempts) and the
+A and AAAA questions go out together, as Go's resolver sends them. The mapping from dnspython's
+exceptions to reasons is `classify`, most specific first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+
+import dns.asyncresolver
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+
+from probe.checks import Outcome, Probe
+from probe.reasons import Reason
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def run(probe: Probe) -> Outcome:
+    host = probe.endpoint.host
+    if _is_ip(host):
+        return Outcome(
+            ok=True, detail=f"{host} is an address", phases={"resolve": 0.0}, addresses=(host,)
+        )
+    started = time.perf_counter()
+    # Go's resolver (and so containerd) reads /etc/hosts before DNS ("files dns").
+    pinned = hosts_file_addresses(probe.hosts_file, host)
+    if pinned:
+        return Outcome(
+            ok=True,
+            detail=f"{host} has {', '.join(pinned)} (from /etc/hosts)",
+            phases={"resolve": time.perf_counter() - started},
+            addresses=pinned,
+        )
+    try:
+        resolver = dns.asyncresolver.Resolver(filename=probe.resolv_conf)
+    except dns.resolver.NoResolverConfiguration:
+        return Outcome.failed(
+            Reason.DNS_NO_RESOLVERS,
+            f"{_node_path(probe.resolv_conf)} names no nameserver",
+            phases={"resolve": 0.0},
+        )
+    except OSError as error:
+        return Outcome.failed(
+            Reason.DNS_NO_RESOLVERS,
+            f"cannot read the node's resolv.conf: {error.strerror or error}",
+            phases={"resolve": 0.0},
+        )
+    servers = ", ".join(str(ns) for ns in resolver.nameservers)
+    # The caller's asyncio.timeout() bounds the whole check; dnspython gets no lifetime of
+    # its own beyond that, so its own default (5 s) must not end it first.
+    resolver.lifetime = 3600.0
+    results = await asyncio.gather(
+        _query(resolver, host, dns.rdatatype.A),
+        _query(resolver, host, dns.rdatatype.AAAA),
+        return_exceptions=True,
+    )
+    elapsed = time.perf_counter() - started
+    addresses: list[str] = []
+    errors: list[Exception] = []
+    for result in results:
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result  # cancellation and the like are not DNS answers
+            errors.append(result)
+        else:
+            addresses.extend(result)
+    phases = {"resolve": elapsed}
+    if addresses:
+        return Outcome(
+            ok=True,
+            detail=f"{host} has {', '.join(addresses)} (from {servers})",
+            phases=phases,
+            addresses=tuple(addresses),
+        )
+    reason, why = classify(errors)
+    return Outcome.failed(reason, f"{host}: {why} (resolvers: {servers})", phases=phases)
+
+
+async def _query(
+    resolver: dns.asyncresolver.Resolver, host: str, rdtype: dns.rdatatype.RdataType
+) -> list[str]:
+    try:
+        answer = await resolver.resolve(host, rdtype, search=True)
+    except dns.resolver.NoAnswer:
+        return []
+    return [rdata.to_text() for rdata in answer]
+
+
+def hosts_file_addresses(path: str, host: str) -> tuple[str, ...]:
+    """The addresses /etc/hosts gives a name (case-insensitive, trailing dot ignored)."""
+    if not path:
+        return ()
+    try:
+        with open(path, encoding="utf-8", errors="replace") as hosts:
+            lines = hosts.readlines()
+    except OSError:
+        return ()
+    wanted = host.rstrip(".").lower()
+    found: list[str] = []
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and _is_ip(fields[0].split("%", 1)[0]):
+            names = {name.rstrip(".").lower() for name in fields[1:]}
+            if wanted in names and fields[0] not in found:
+                found.append(fields[0])
+    return tuple(found)
+
+
+def classify(errors: list[Exception]) -> tuple[Reason, str]:
+    """The one reason for a failed resolution; NXDOMAIN wins, as Go reports `no such host`."""
+    if not errors:
+        return Reason.DNS_NO_ANSWER, "the name exists but has no A or AAAA record"
+    if any(isinstance(e, dns.resolver.NXDOMAIN) for e in errors):
+        return Reason.DNS_NXDOMAIN, "no such host (NXDOMAIN)"
+    rcodes: set[str] = set()
+    io_errors: list[str] = []
+    for error in errors:
+        if isinstance(error, dns.resolver.NoNameservers):
+            for entry in error.kwargs.get("errors", []):
+                server, problem = entry[0], entry[3]
+                if isinstance(problem, str):
+                    rcodes.add(problem)
+                else:
+                    io_errors.append(f"{server}: {problem}")
+    if "SERVFAIL" in rcodes:
+        return Reason.DNS_SERVFAIL, "the resolver failed (SERVFAIL)"
+    if "REFUSED" in rcodes:
+        return Reason.DNS_REFUSED, "the resolver refused the query (REFUSED)"
+    if rcodes:
+        return Reason.DNS_SERVFAIL, f"the resolver answered {', '.join(sorted(rcodes))}"
+    if any(isinstance(e, dns.exception.Timeout | TimeoutError) for e in errors) or io_errors:
+        why = "; ".join(io_errors) if io_errors else "no resolver answered in time"
+        return Reason.DNS_TIMEOUT, why
+    return Reason.DNS_SERVFAIL, "; ".join(str(e) for e in errors)
+
+
+def _node_path(path: str) -> str:
+    return "/etc/resolv.conf" if path.endswith("etc/resolv.conf") else path

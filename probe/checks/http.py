@@ -1,0 +1,169 @@
+"""The `http` check: `GET /v2/` on the address's connection, as the OCI distribution spec asks.
+
+A registry answers 200, or 401 with a `WWW-Authenticate` challenge (a Bearer challenge names the
+token realm: another endpoint a pull needs), and marks itself with a
+`Docker-Distribution-Api-Version` header or an OCI error body. Anything else answering there is
+a captive portal, a proxy's error page or another service (`not_a_registry`), or a registry in
+trouble (`http_unexpected_status`). `classify` is the pure mapping, tested with tables.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpcore
+
+from probe import __version__
+from probe.challenge import parse_challenges
+from probe.checks import Outcome, Probe
+from probe.connection import ConnectionStream
+from probe.reasons import Reason
+
+BODY_LIMIT = 64 * 1024  # /v2/ answers are tiny; a portal page is read only this far
+USER_AGENT = f"registry-probe/{__version__}"
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: Reason | None
+    detail: str
+    realm: str | None = None
+
+
+async def run(probe: Probe) -> Outcome:
+    connection = probe.connection
+    assert connection is not None, "http runs after tcp (and tls)"  # noqa: S101 - engine invariant
+    endpoint = probe.endpoint
+    scheme = b"https" if endpoint.tls else b"http"
+    origin = httpcore.Origin(scheme, endpoint.host.encode("idna"), endpoint.port)
+    http = httpcore.AsyncHTTP11Connection(origin, ConnectionStream(connection))
+    request = httpcore.Request(
+        "GET",
+        httpcore.URL(scheme=scheme, host=origin.host, port=endpoint.port, target=b"/v2/"),
+        headers=[
+            (b"Host", endpoint.host_header.encode("idna")),
+            (b"User-Agent", USER_AGENT.encode()),
+            (b"Accept", b"application/json"),
+        ],
+    )
+    started = time.perf_counter()
+    try:
+        response = await http.handle_async_request(request)
+        headers_at = time.perf_counter()
+        body = b""
+        async for chunk in response.aiter_stream():
+            body += chunk
+            if len(body) >= BODY_LIMIT:
+                break
+        done = time.perf_counter()
+    except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
+        phases = {"processing": time.perf_counter() - started, "transfer": 0.0}
+        return Outcome.failed(
+            Reason.NOT_A_REGISTRY,
+            f"GET /v2/ on {endpoint.name}: no valid HTTP answer ({type(error).__name__}: {error})",
+            phases=phases,
+        )
+    finally:
+        await http.aclose()
+    phases = {"processing": headers_at - started, "transfer": done - headers_at}
+    verdict = classify(response.status, response.headers, body)
+    detail = f"GET /v2/ on {endpoint.name}: {verdict.detail}"
+    if verdict.ok:
+        return Outcome(ok=True, detail=detail, phases=phases, realm=verdict.realm)
+    assert verdict.reason is not None  # noqa: S101 - a failed verdict has a reason
+    return Outcome.failed(verdict.reason, detail, phases=phases)
+
+
+def classify(status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Verdict:
+    """How a `GET /v2/` answer reads: a registry, a registry in trouble, or something else."""
+    fields: dict[str, str] = {}
+    challenges_text: list[str] = []
+    for name, value in headers:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        if key == "www-authenticate":
+            challenges_text.append(text)
+        fields.setdefault(key, text)
+    api_version = fields.get("docker-distribution-api-version", "")
+    oci_error = _oci_error_code(body)
+    marked = api_version.startswith("registry/2") or oci_error is not None
+    challenges = [c for text in challenges_text for c in parse_challenges(text)]
+    content_type = fields.get("content-type", "no content type").split(";")[0].strip()
+    what = f"{status}"
+
+    if status == 200 and (marked or _is_json_object(body)):
+        return Verdict(True, None, f"{what}, a registry ({api_version or 'OCI'})")
+    if status == 401:
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        if bearer is not None:
+            realm = bearer.realm
+            where = f", token realm {realm}" if realm else ""
+            return Verdict(True, None, f"401 Bearer challenge, a registry{where}", realm)
+        if any(c.scheme == "basic" for c in challenges):
+            return Verdict(True, None, "401 Basic challenge, a registry")
+        if marked:
+            return Verdict(True, None, f"401, a registry ({api_version or 'OCI error body'})")
+    if status == 429:
+        return Verdict(False, Reason.RATE_LIMITED, f"429 {oci_error or 'Too Many Requests'}")
+    if status == 407:
+        return Verdict(
+            False, Reason.PROXY_AUTH_REQUIRED, "407 from a proxy on the path (Proxy-Authenticate)"
+        )
+    if status >= 500:
+        return Verdict(False, Reason.HTTP_UNEXPECTED_STATUS, f"{status}: the server failed")
+    if marked:
+        code = f" {oci_error}" if oci_error else ""
+        return Verdict(
+            False, Reason.HTTP_UNEXPECTED_STATUS, f"{status}{code}: not what a registry answers"
+        )
+    location = fields.get("location")
+    moved = f", redirects to {_clip(location)}" if location and 300 <= status < 400 else ""
+    title = _title(body)
+    page = f", page titled {title!r}" if title else ""
+    return Verdict(
+        False,
+        Reason.NOT_A_REGISTRY,
+        f"{status} {content_type}{moved}{page}: no registry header or OCI error body "
+        "(a captive portal, a proxy's error page or another service answers here)",
+    )
+
+
+def _oci_error_code(body: bytes) -> str | None:
+    """The first error code of an OCI error body (`{"errors": [{"code": ...}]}`), if it is one."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    errors = document.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        code = errors[0].get("code")
+        if isinstance(code, str):
+            return _clip(code)
+    return None
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def _title(body: bytes) -> str | None:
+    match = _TITLE.search(body)
+    if match is None:
+        return None
+    return _clip(" ".join(match.group(1).decode("utf-8", "replace").split()))
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    printable = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return printable if len(printable) <= limit else printable[: limit - 1] + "…"

@@ -1,0 +1,166 @@
+"""The command line: `registry-probe check | run | validate` (SPEC.md, "Command line").
+
+Exit statuses: `check` 0 all passed, 1 something failed, 2 bad usage or config; `run` 0 after a
+clean stop, 2 bad config; `validate` 0 valid, 2 invalid. Errors are one clear line each,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from probe import __version__
+from probe.config import (
+    Config,
+    ConfigError,
+    RegistryConfig,
+    load_config,
+    parse_registry_arg,
+    validate_file,
+)
+from probe.duration import parse_duration
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be more than zero")
+    return seconds
+
+
+def _registry(value: str) -> RegistryConfig:
+    try:
+        return parse_registry_arg(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--config", metavar="PATH", help="YAML configuration file")
+    shared.add_argument(
+        "--host-root",
+        metavar="DIR",
+        help="where the node's filesystem is visible (default /, /host in the DaemonSet)",
+    )
+    shared.add_argument(
+        "--registry",
+        metavar="HOST[:PORT]",
+        action="append",
+        type=_registry,
+        default=[],
+        help="a registry to check, added to the config's (repeatable; http://HOST:PORT if plain)",
+    )
+    shared.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="deadline for one check"
+    )
+    shared.add_argument(
+        "--no-discover",
+        action="store_true",
+        help="ignore registries found in the node's runtime config",
+    )
+    parser = argparse.ArgumentParser(
+        prog="registry-probe",
+        description="Checks, as the node's container runtime would, that every registry it "
+        "pulls from is reachable, and reads Docker Hub's pull rate limit.",
+    )
+    parser.add_argument("--version", action="version", version=f"registry-probe {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser(
+        "check", parents=[shared], help="check every registry once and explain what fails"
+    )
+    check.add_argument("--output", choices=("text", "json"), default="text")
+    run = commands.add_parser(
+        "run", parents=[shared], help="the agent: probe on an interval, serve /metrics"
+    )
+    run.add_argument("--listen", metavar="ADDR:PORT", help="default 0.0.0.0:9741")
+    run.add_argument("--interval", type=_seconds, metavar="SECONDS")
+    run.add_argument("--once", action="store_true", help="one cycle, then exit (for tests)")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    validate = commands.add_parser("validate", help="check a config file and say what is wrong")
+    validate.add_argument("config_file", metavar="CONFIG")
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The config file (if any) with the command line's flags on top. Raises ConfigError."""
+    config = load_config(args.config) if args.config else Config()
+    changes: dict[str, object] = {}
+    if args.host_root:
+        changes["host_root"] = args.host_root
+    if args.timeout is not None:
+        changes["timeout"] = args.timeout
+    if getattr(args, "interval", None) is not None:
+        changes["interval"] = args.interval
+    if getattr(args, "listen", None):
+        changes["listen"] = args.listen
+    if args.no_discover:
+        changes["discover"] = False
+    if args.registry:
+        known = {r.host for r in config.registries}
+        added = tuple(r for r in args.registry if r.host not in known)
+        changes["registries"] = config.registries + tuple(dict((r.host, r) for r in added).values())
+    config = dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+    if not os.path.isdir(config.host_root):
+        raise ConfigError([f"--host-root {config.host_root}: not a directory"])
+    return config
+
+
+def _check(args: argparse.Namespace) -> int:
+    from probe.engine import Engine
+    from probe.report import to_json, to_text
+
+    config = build_config(args)
+    engine = Engine(config)
+    reports = asyncio.run(engine.probe_all())
+    node = engine.node
+    if args.output == "json":
+        print(json.dumps(to_json(node, reports), indent=2))
+    else:
+        print(to_text(node, reports), end="")
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from probe.agent import run_agent
+
+    build_config(args)  # refuse to start on a bad config
+    return run_agent(args, lambda: build_config(args))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    ok, message = validate_file(args.config_file)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return EXIT_OK if ok else EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"check": _check, "run": _run, "validate": _validate}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as error:
+        print(f"registry-probe: invalid configuration:\n{error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the outermost edge: one line, never a traceback
+        if os.environ.get("REGISTRY_PROBE_DEBUG"):
+            raise
+        print(
+            f"registry-probe: internal error: {type(error).__name__}: {error} "
+            "(set REGISTRY_PROBE_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
