@@ -75,7 +75,7 @@ def classify(error: ssl.SSLError) -> tuple[Reason, str]:
                 f"certificate signed by unknown authority ({message})",
             )
         return Reason.TLS_HANDSHAKE_FAILED, f"certificate rejected ({message})"
-    why = error.reason or error.strerror or str(error)
+    why = getattr(error, "reason", None) or error.strerror or str(error)
     return Reason.TLS_HANDSHAKE_FAILED, f"handshake failed ({why})"
 
 
