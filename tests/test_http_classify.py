@@ -7,12 +7,12 @@ import pytest
 from probe.checks.http import classify
 from probe.reasons import Reason
 
-REGISTRY = [(b"Docker-Distribution-Api-Version", b"registry/2.0")]
-HTML = [(b"Content-Type", b"text/html; charset=utf-8")]
+REGISTRY = [("Docker-Distribution-Api-Version", "registry/2.0")]
+HTML = [("Content-Type", "text/html; charset=utf-8")]
 BEARER = [
     (
-        b"WWW-Authenticate",
-        b'Bearer realm="https://auth.docker.io/token",service="registry.docker.io"',
+        "WWW-Authenticate",
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io"',
     )
 ]
 OCI_401 = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
@@ -22,10 +22,10 @@ CASES = [
     (200, REGISTRY, b"{}", True, None),
     (200, [], b"{}", True, None),  # OCI spec: 200 and a JSON body, no header required
     (401, BEARER, OCI_401, True, None),
-    (401, [(b"WWW-Authenticate", b'Basic realm="r"')], b"", True, None),
+    (401, [("WWW-Authenticate", 'Basic realm="r"')], b"", True, None),
     (401, REGISTRY, b"", True, None),
     (200, HTML, b"<html><title>Hotel WiFi</title></html>", False, Reason.NOT_A_REGISTRY),
-    (302, [(b"Location", b"http://portal.example/login")], b"", False, Reason.NOT_A_REGISTRY),
+    (302, [("Location", "http://portal.example/login")], b"", False, Reason.NOT_A_REGISTRY),
     (404, HTML, b"not found", False, Reason.NOT_A_REGISTRY),
     (403, HTML, b"<title>Access denied by policy</title>", False, Reason.NOT_A_REGISTRY),
     (401, [], b"login", False, Reason.NOT_A_REGISTRY),
@@ -39,7 +39,7 @@ CASES = [
 
 @pytest.mark.parametrize(("status", "headers", "body", "ok", "reason"), CASES)
 def test_classify(
-    status: int, headers: list[tuple[bytes, bytes]], body: bytes, ok: bool, reason: Reason | None
+    status: int, headers: list[tuple[str, str]], body: bytes, ok: bool, reason: Reason | None
 ) -> None:
     """Each answer maps to its verdict and reason."""
     verdict = classify(status, headers, body)
@@ -56,5 +56,5 @@ def test_portal_detail_names_page_and_redirect() -> None:
     verdict = classify(200, HTML, b"<title>\n Hotel\x07 WiFi </title>")
     assert "'Hotel\x07 WiFi'" not in verdict.detail
     assert "Hotel" in verdict.detail
-    moved = classify(302, [(b"Location", b"http://portal.example/login")], b"")
+    moved = classify(302, [("Location", "http://portal.example/login")], b"")
     assert "redirects to http://portal.example/login" in moved.detail

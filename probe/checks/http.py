@@ -36,21 +36,28 @@ class Verdict:
     realm: str | None = None
 
 
-async def run(probe: Probe) -> Outcome:
-    connection = probe.connection
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes  # at most BODY_LIMIT bytes
+    processing: float  # seconds from the request to the response's headers
+    transfer: float  # seconds reading the body
+
+
+async def exchange(
+    probe: Probe, method: str, target: str, headers: list[tuple[str, str]] | None = None
+) -> Response:
+    """One HTTP/1.1 request on the address's open connection; raises httpcore/OS errors."""
+    endpoint, connection = probe.endpoint, probe.connection
     assert connection is not None, "http runs after tcp (and tls)"  # noqa: S101 - engine invariant
-    endpoint = probe.endpoint
     scheme = b"https" if endpoint.tls else b"http"
     origin = httpcore.Origin(scheme, endpoint.host.encode("idna"), endpoint.port)
     http = httpcore.AsyncHTTP11Connection(origin, ConnectionStream(connection))
     request = httpcore.Request(
-        "GET",
-        httpcore.URL(scheme=scheme, host=origin.host, port=endpoint.port, target=b"/v2/"),
-        headers=[
-            (b"Host", endpoint.host_header.encode("idna")),
-            (b"User-Agent", USER_AGENT.encode()),
-            (b"Accept", b"application/json"),
-        ],
+        method,
+        httpcore.URL(scheme=scheme, host=origin.host, port=endpoint.port, target=target.encode()),
+        headers=[("Host", endpoint.host_header), ("User-Agent", USER_AGENT), *(headers or [])],
     )
     started = time.perf_counter()
     try:
@@ -62,6 +69,17 @@ async def run(probe: Probe) -> Outcome:
             if len(body) >= BODY_LIMIT:
                 break
         done = time.perf_counter()
+    finally:
+        await http.aclose()
+    decoded = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers)
+    return Response(response.status, decoded, body, headers_at - started, done - headers_at)
+
+
+async def run(probe: Probe) -> Outcome:
+    endpoint = probe.endpoint
+    started = time.perf_counter()
+    try:
+        response = await exchange(probe, "GET", "/v2/", [("Accept", "application/json")])
     except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
         phases = {"processing": time.perf_counter() - started, "transfer": 0.0}
         return Outcome.failed(
@@ -69,10 +87,8 @@ async def run(probe: Probe) -> Outcome:
             f"GET /v2/ on {endpoint.name}: no valid HTTP answer ({type(error).__name__}: {error})",
             phases=phases,
         )
-    finally:
-        await http.aclose()
-    phases = {"processing": headers_at - started, "transfer": done - headers_at}
-    verdict = classify(response.status, response.headers, body)
+    phases = {"processing": response.processing, "transfer": response.transfer}
+    verdict = classify(response.status, response.headers, response.body)
     detail = f"GET /v2/ on {endpoint.name}: {verdict.detail}"
     if verdict.ok:
         return Outcome(ok=True, detail=detail, phases=phases, realm=verdict.realm)
@@ -80,13 +96,12 @@ async def run(probe: Probe) -> Outcome:
     return Outcome.failed(verdict.reason, detail, phases=phases)
 
 
-def classify(status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Verdict:
+def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Verdict:
     """How a `GET /v2/` answer reads: a registry, a registry in trouble, or something else."""
     fields: dict[str, str] = {}
     challenges_text: list[str] = []
-    for name, value in headers:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
+    for name, text in headers:
+        key = name.lower()
         if key == "www-authenticate":
             challenges_text.append(text)
         fields.setdefault(key, text)
