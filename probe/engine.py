@@ -24,7 +24,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from probe.checks import CheckFn, Endpoint, Outcome, Probe, check_functions
+from probe.checks.ratelimit import DockerHubRateLimit
 from probe.config import DOCKER_HUB, Config, RegistryConfig
+from probe.fetch import NodeClient
 from probe.hostfs import host_path, read_host_text
 from probe.node import (
     CA_BUNDLES,
@@ -37,7 +39,7 @@ from probe.node import (
     read_node_trust,
 )
 from probe.reasons import PHASES, CheckKind, Reason
-from probe.result import CheckResult, RegistryReport
+from probe.result import CheckResult, RateLimit, RegistryReport
 
 # Each check's phase, and the reason and words (kubelet's, where it has them) for its timeout.
 _PHASE = {CheckKind.DNS: "resolve", CheckKind.TCP: "connect", CheckKind.TLS: "tls"}
@@ -88,6 +90,13 @@ class Engine:
         self._checks = checks if checks is not None else check_functions()
         self._trust: tuple[tuple[object, ...], TrustSources] | None = None
         self._contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
+        hub = config.dockerhub
+        credentials = hub.credentials_file or next(
+            (r.credentials_file for r in config.registries if r.is_docker_hub), None
+        )
+        # One reader for every Docker Hub alias: the per-account budget is Docker Hub's, not
+        # a registry entry's.
+        self._ratelimit = DockerHubRateLimit(hub.ratelimit_interval, credentials, config.timeout)
 
     def registries(self) -> tuple[RegistryConfig, ...]:
         """What to probe: the configured registries, or Docker Hub when none is named."""
@@ -128,17 +137,39 @@ class Engine:
             auth_checks = await self._probe_endpoint(auth, auth_context)
         for task in blob_tasks:
             auth_checks.extend(task.result())
-        results = tuple(c.result for c in [*checks, *auth_checks])
-        return RegistryReport(registry=registry.host, checks=results, finished_at=time.time())
+        results = [c.result for c in [*checks, *auth_checks]]
+        limits: tuple[RateLimit, ...] = ()
+        if (
+            registry.is_docker_hub
+            and tls
+            and context is not None
+            and all(c.result.ok for c in checks)
+        ):
+            client = NodeClient(self._resolv_conf(), self._hosts_file(), context)
+            read = await self._ratelimit.check(client, main.name)
+            if read is not None:
+                results.append(read[0])
+                limits = read[1]
+        return RegistryReport(
+            registry=registry.host,
+            checks=tuple(results),
+            finished_at=time.time(),
+            ratelimits=limits,
+        )
+
+    def _resolv_conf(self) -> str:
+        return str(host_path(self.config.host_root, RESOLV_CONF))
+
+    def _hosts_file(self) -> str:
+        return str(host_path(self.config.host_root, HOSTS_FILE))
 
     async def _probe_endpoint(
         self, endpoint: Endpoint, context: ssl.SSLContext | None
     ) -> list[_Check]:
-        root = self.config.host_root
         probe = Probe(
             endpoint=endpoint,
-            resolv_conf=str(host_path(root, RESOLV_CONF)),
-            hosts_file=str(host_path(root, HOSTS_FILE)),
+            resolv_conf=self._resolv_conf(),
+            hosts_file=self._hosts_file(),
             ssl_context=context,
         )
         resolved = await self._run(CheckKind.DNS, probe)

@@ -39,7 +39,11 @@ class NodeClient:
     ssl_context: ssl.SSLContext
 
     async def request(
-        self, method: str, url: str, headers: list[tuple[str, str]] | None = None
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]] | None = None,
+        content: bytes = b"",
     ) -> Response:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -68,7 +72,7 @@ class NodeClient:
                     _raise_for(handshake)
                 target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
                 try:
-                    return await exchange(probe, method, target, headers)
+                    return await exchange(probe, method, target, headers, content)
                 except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
                     raise FetchError(
                         Reason.NOT_A_REGISTRY,

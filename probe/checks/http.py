@@ -46,7 +46,11 @@ class Response:
 
 
 async def exchange(
-    probe: Probe, method: str, target: str, headers: list[tuple[str, str]] | None = None
+    probe: Probe,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]] | None = None,
+    content: bytes = b"",
 ) -> Response:
     """One HTTP/1.1 request on the address's open connection; raises httpcore/OS errors."""
     endpoint, connection = probe.endpoint, probe.connection
@@ -58,6 +62,7 @@ async def exchange(
         method,
         httpcore.URL(scheme=scheme, host=origin.host, port=endpoint.port, target=target.encode()),
         headers=[("Host", endpoint.host_header), ("User-Agent", USER_AGENT), *(headers or [])],
+        content=content or None,
     )
     started = time.perf_counter()
     try:
