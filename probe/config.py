@@ -1,11 +1,31 @@
 """The configuration: frozen values, and the strict YAML loader that builds them.
 
 Contract: SPEC.md, "Configuration file (YAML)".
+
+The loader walks the YAML node tree (`yaml.compose`, SafeLoader) rather than loaded Python values,
+so every problem carries the line it is on, and it collects every problem before giving up: a user
+fixing a ConfigMap should see the whole list at once, each as `PATH:LINE: KEY.PATH: what is wrong
+(what is expected)`. Relative file paths in the file (`ca_file`, `credentials_file`, `host_root`)
+are taken relative to the file's own directory, as Prometheus does for the files its config names.
+
+Exceptions: ConfigError (a file that cannot be used, with `problems`); ValueError from
+parse_registry_arg (a bad `--registry`). Nothing else escapes, whatever the input.
 """
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import os
+import re
+import stat
 from dataclasses import dataclass, field
+
+import yaml
+
+from probe.duration import ACCEPTED as DURATION_FORMS
+from probe.duration import describe_input, format_duration, parse_duration
+from probe.redact import MASK, redact_url
 
 DOCKER_HUB = "registry-1.docker.io"
 # Names that mean Docker Hub; containerd rewrites docker.io to registry-1.docker.io.
@@ -55,3 +75,655 @@ class Config:
     registries: tuple[RegistryConfig, ...] = ()
     dockerhub: DockerHubConfig = field(default_factory=DockerHubConfig)
     runtimes: tuple[str, ...] = ("containerd", "dockerd", "crio")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+TOP_LEVEL_KEYS = (
+    "interval",
+    "timeout",
+    "host_root",
+    "listen",
+    "discover",
+    "registries",
+    "dockerhub",
+    "runtimes",
+)
+REGISTRY_KEYS = ("host", "ca_file", "insecure_skip_verify", "credentials_file", "blob_hosts")
+DOCKERHUB_KEYS = ("ratelimit_interval", "credentials_file")
+RUNTIMES = ("containerd", "dockerd", "crio")
+
+REGISTRY_FORMS = "HOST[:PORT], http://HOST:PORT or https://HOST[:PORT]"
+_LISTEN_FORMS = "HOST:PORT, such as 0.0.0.0:9741 or [::]:9741"
+_FILE_FORMS = "a readable file on the agent's own filesystem, not under host_root"
+_MAX_CONFIG_BYTES = 1 << 20  # a ConfigMap holds at most 1 MiB; more is not a config file
+
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_MERGE = "tag:yaml.org,2002:merge"
+# One DNS label (RFC 1123), with `_` allowed as Go's net.isDomainName allows it.
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.ASCII | re.IGNORECASE)
+_UNQUOTED_IPV6 = re.compile(r"(?:^|[:\s-])\s*\[[0-9A-Fa-f:.%]*\]:")
+_SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used. `problems` holds every reason, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[str]]]:
+        return (type(self), (self.problems,))
+
+
+@dataclass(frozen=True)
+class _Address:
+    label: str  # host[:port] as the `registry` label shows it: lower case, no scheme
+    scheme: str
+    hostname: str  # lower case; an IPv6 address keeps its brackets
+    port: int | None
+
+
+def parse_registry_arg(value: str) -> RegistryConfig:
+    """A registry from `--registry HOST[:PORT]`, `http://HOST:PORT` or `https://HOST[:PORT]`.
+
+    Raises ValueError saying what is wrong; the same rules as `host:` in the file.
+    """
+    address = _registry_address(value)
+    return RegistryConfig(host=address.label, scheme=address.scheme, source="flag")
+
+
+def load_config(path: str) -> Config:
+    """Read and check a YAML configuration file. An empty file is the default Config.
+
+    Raises ConfigError listing every problem found, each with its line and key path.
+    """
+    root = _compose(path, _read_text(path))
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _NULL):
+        return Config()
+    reader = _Reader(path)
+    config = reader.config(root)
+    if reader.problems or config is None:
+        raise ConfigError(reader.sorted_problems())
+    return config
+
+
+def validate_file(path: str) -> tuple[bool, str]:
+    """What `registry-probe validate CONFIG` prints: (valid, a summary or every problem)."""
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        count = len(error.problems)
+        header = f"{path}: invalid, {count} problem{'' if count == 1 else 's'}:"
+        return False, "\n".join([header, *error.problems])
+    if config.registries:
+        names = ", ".join(
+            r.host if r.scheme == "https" else f"{r.scheme}://{r.host}" for r in config.registries
+        )
+        registries = f"registries {names}"
+    else:
+        registries = "no registries named (Docker Hub by default)"
+    if config.discover:
+        registries += ", plus those found in the node's runtime config"
+    return True, (
+        f"{path}: valid: {registries}; interval {format_duration(config.interval)}, "
+        f"timeout {format_duration(config.timeout)}"
+    )
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read the file: {error.strerror or error}"]) from None
+    except ValueError:  # a NUL in the path
+        raise ConfigError([f"{path}: cannot read the file: the path contains a NUL"]) from None
+    if len(data) > _MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than 1 MiB (expected a configuration file)"])
+    try:
+        return data.decode("utf-8-sig")  # a UTF-8 byte order mark is allowed and dropped
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        byte = data[error.start]
+        raise ConfigError(
+            [f"{path}:{line}: not UTF-8 text: byte 0x{byte:02x} (expected a UTF-8 YAML file)"]
+        ) from None
+
+
+def _compose(path: str, text: str) -> yaml.Node | None:
+    """The YAML node tree; syntax errors become a ConfigError with their line."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        what = ", ".join(part for part in (error.context, error.problem) if part) or "syntax error"
+        what = _printable(" ".join(what.split()))  # a problem is one line of plain text
+        where = f"{path}:{mark.line + 1}" if mark else path
+        column = f" (at column {mark.column + 1})" if mark else ""
+        lines = text.splitlines()
+        if mark and mark.line < len(lines) and _UNQUOTED_IPV6.search(lines[mark.line]):
+            # `listen: [::]:9741` is a YAML list followed by `:9741`: the classic IPv6 pitfall.
+            column += ' (an address in brackets must be quoted: "[::]:9741")'
+        raise ConfigError([f"{where}: invalid YAML: {what}{column}"]) from None
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        code = ord(error.character) if isinstance(error.character, str) else error.character
+        raise ConfigError(
+            [f"{path}:{line}: invalid YAML: character #x{code:04x} is not allowed in YAML text"]
+        ) from None
+    except yaml.YAMLError as error:  # no other kind is raised by compose today; kept total
+        what = _printable(" ".join(str(error).split()))
+        raise ConfigError([f"{path}: invalid YAML: {what}"]) from None
+    except RecursionError:
+        # PyYAML's composer recurses once per nesting level: `[[[[...` thousands deep.
+        raise ConfigError([f"{path}: invalid YAML: nested too deeply"]) from None
+
+
+def _printable(text: str) -> str:
+    """PyYAML quotes the character it stumbled on as it is; a message shows it escaped."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
+def _key_path(parent: str, name: str) -> str:
+    shown = name if _SIMPLE_KEY.fullmatch(name) else describe_input(name)
+    return f"{parent}.{shown}" if parent else shown
+
+
+def _got(node: yaml.Node) -> str:
+    """What a node is, for a wrong-type message: `got a list`, `got "abc"`, `has no value`."""
+    if isinstance(node, yaml.MappingNode):
+        return "got a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "got a list"
+    if node.tag == _NULL:
+        return "has no value"
+    return f"got {describe_input(node.value)}"
+
+
+def _text(node: yaml.Node) -> str | None:
+    """A scalar's text as written: `host: 10.0.0.1` and `listen: 9741` are read the same way."""
+    if isinstance(node, yaml.ScalarNode) and node.tag != _NULL:
+        return str(node.value)
+    return None
+
+
+class _Reader:
+    """Walks the node tree once, building values and collecting problems with their lines."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.base = os.path.dirname(path)
+        self.problems: list[tuple[int, str]] = []
+
+    def problem(self, node: yaml.Node, key: str, message: str) -> None:
+        line = node.start_mark.line + 1
+        where = f"{self.path}:{line}: {key}: " if key else f"{self.path}:{line}: "
+        self.problems.append((line, where + message))
+
+    def sorted_problems(self) -> list[str]:
+        return [message for _, message in sorted(self.problems, key=lambda p: p[0])]
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def mapping(
+        self, node: yaml.Node, key: str, allowed: tuple[str, ...], expected: str
+    ) -> dict[str, yaml.Node] | None:
+        """A mapping's values by key, `<<` merges applied; unknown and repeated keys reported."""
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, key, f"{_got(node)} (expected {expected})")
+            return None
+        values: dict[str, yaml.Node] = {}
+        for name, (key_node, value) in self._entries(node, key, frozenset()).items():
+            if name in allowed:
+                values[name] = value
+                continue
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = (
+                f"did you mean {close[0]}?" if close else f"expected one of: {', '.join(allowed)}"
+            )
+            self.problem(key_node, _key_path(key, name), f"unknown key ({hint})")
+        return values
+
+    def _entries(
+        self, node: yaml.MappingNode, key: str, merging: frozenset[int]
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        own: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        merged: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        merging = merging | {id(node)}
+        for key_node, value in node.value:
+            if key_node.tag == _MERGE:
+                # YAML's merge key (`<<: *defaults`): keys written here win, then earlier sources.
+                sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+                for source in sources:
+                    if not isinstance(source, yaml.MappingNode):
+                        merge_key = f"{key}.<<" if key else "<<"
+                        self.problem(source, merge_key, f"{_got(source)} (expected a mapping)")
+                    elif id(source) not in merging:  # a mapping merged into itself adds nothing
+                        for name, entry in self._entries(source, key, merging).items():
+                            merged.setdefault(name, entry)
+                continue
+            key_name = _text(key_node)
+            if key_name is None:
+                what = "a mapping" if isinstance(key_node, yaml.MappingNode) else "a list"
+                if isinstance(key_node, yaml.ScalarNode):
+                    what = "an empty key"
+                self.problem(key_node, key or "(top level)", f"{what} as a key (expected a name)")
+                continue
+            if key_name in own:
+                first = own[key_name][0].start_mark.line + 1
+                self.problem(
+                    key_node,
+                    _key_path(key, key_name),
+                    f"set twice, first at line {first} (expected each key once)",
+                )
+                continue
+            own[key_name] = (key_node, value)
+        return {**merged, **own}
+
+    def sequence(self, node: yaml.Node, key: str, expected: str) -> list[yaml.Node] | None:
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, key, f"{_got(node)} (expected {expected})")
+            return None
+        return list(node.value)
+
+    # -- scalars ------------------------------------------------------------------------------
+
+    def string(self, node: yaml.Node, key: str, expected: str) -> str | None:
+        text = _text(node)
+        if text is None:
+            self.problem(node, key, f"{_got(node)} (expected {expected})")
+        elif not text:
+            self.problem(node, key, f"is empty (expected {expected})")
+            return None
+        return text
+
+    def boolean(self, node: yaml.Node, key: str) -> bool | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _BOOL:
+            value = yaml.SafeLoader.bool_values.get(str(node.value).lower())
+            if value is not None:
+                return value
+        self.problem(node, key, f"{_got(node)} (expected true or false)")
+        return None
+
+    def duration(self, node: yaml.Node, key: str) -> float | None:
+        """A duration greater than zero."""
+        text = _text(node)
+        if text is None:
+            self.problem(node, key, f"{_got(node)} (expected {DURATION_FORMS})")
+            return None
+        try:
+            seconds = parse_duration(text)
+        except ValueError as error:
+            self.problem(node, key, str(error))
+            return None
+        if seconds == 0:
+            self.problem(
+                node, key, f"{describe_input(text)} is zero (expected a duration greater than 0)"
+            )
+            return None
+        return seconds
+
+    def file_path(self, node: yaml.Node, key: str, expected: str) -> str | None:
+        text = self.string(node, key, expected)
+        return None if text is None else os.path.join(self.base, text)
+
+    def readable_file(self, node: yaml.Node, key: str) -> str | None:
+        """A path that opens for reading; it is not read (it may hold secrets)."""
+        path = self.file_path(node, key, _FILE_FORMS)
+        if path is None:
+            return None
+        shown = describe_input(path)
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                self.problem(node, key, f"{shown} is not a regular file (expected {_FILE_FORMS})")
+                return None
+            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK))
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            self.problem(node, key, f"cannot read {shown}: {reason} (expected {_FILE_FORMS})")
+            return None
+        except ValueError:  # a NUL in the path, or text the filesystem cannot encode
+            self.problem(node, key, f"{shown} is not a usable path (expected {_FILE_FORMS})")
+            return None
+        return path
+
+    # -- the sections -------------------------------------------------------------------------
+
+    def config(self, root: yaml.Node) -> Config | None:
+        values = self.mapping(
+            root, "", TOP_LEVEL_KEYS, f"a mapping of settings: {', '.join(TOP_LEVEL_KEYS)}"
+        )
+        if values is None:
+            return None
+        default = Config()
+        interval = default.interval
+        timeout = default.timeout
+        host_root = default.host_root
+        listen = default.listen
+        discover = default.discover
+        registries = default.registries
+        dockerhub = default.dockerhub
+        runtimes = default.runtimes
+        timing_ok = True
+
+        if "interval" in values:
+            parsed = self.duration(values["interval"], "interval")
+            timing_ok = parsed is not None
+            interval = parsed if parsed is not None else interval
+        if "timeout" in values:
+            parsed = self.duration(values["timeout"], "timeout")
+            timing_ok = timing_ok and parsed is not None
+            timeout = parsed if parsed is not None else timeout
+        if timing_ok and timeout >= interval:
+            if "timeout" in values:
+                self.problem(
+                    values["timeout"],
+                    "timeout",
+                    f"{format_duration(timeout)} is not shorter than the interval "
+                    f"{format_duration(interval)} (expected a timeout less than the interval)",
+                )
+            else:
+                self.problem(
+                    values["interval"],
+                    "interval",
+                    f"{format_duration(interval)} is not longer than the default timeout "
+                    f"{format_duration(timeout)} (expected an interval greater than the timeout)",
+                )
+        if "host_root" in values:
+            host_root = self.file_path(values["host_root"], "host_root", "a directory") or host_root
+        if "listen" in values:
+            listen = self.listen(values["listen"], "listen") or listen
+        if "discover" in values:
+            found = self.boolean(values["discover"], "discover")
+            discover = discover if found is None else found
+        if "registries" in values:
+            registries = self.registries(values["registries"], "registries")
+        if "dockerhub" in values:
+            dockerhub = self.dockerhub(values["dockerhub"], "dockerhub")
+        if "runtimes" in values:
+            runtimes = self.runtimes(values["runtimes"], "runtimes")
+        return Config(
+            interval=interval,
+            timeout=timeout,
+            host_root=host_root,
+            listen=listen,
+            discover=discover,
+            registries=registries,
+            dockerhub=dockerhub,
+            runtimes=runtimes,
+        )
+
+    def listen(self, node: yaml.Node, key: str) -> str | None:
+        text = self.string(node, key, _LISTEN_FORMS)
+        if text is None:
+            return None
+        try:
+            _host_port(text, _LISTEN_FORMS, port_required=True)
+        except ValueError as error:
+            self.problem(node, key, str(error))
+            return None
+        return text
+
+    def registries(self, node: yaml.Node, key: str) -> tuple[RegistryConfig, ...]:
+        items = self.sequence(node, key, "a list of registries, each a mapping with a host")
+        found: list[RegistryConfig] = []
+        # Which entry named each registry endpoint, so that a second name for it is reported.
+        seen: dict[tuple[str, int], tuple[str, int]] = {}
+        for index, item in enumerate(items or []):
+            registry = self.registry(item, f"{key}[{index}]", seen)
+            if registry is not None:
+                found.append(registry)
+        return tuple(found)
+
+    def registry(
+        self, node: yaml.Node, key: str, seen: dict[tuple[str, int], tuple[str, int]]
+    ) -> RegistryConfig | None:
+        values = self.mapping(
+            node, key, REGISTRY_KEYS, "a mapping such as {host: registry.example.com}"
+        )
+        if values is None:
+            return None
+        address = None
+        if "host" not in values:
+            self.problem(node, f"{key}.host", f"missing (expected {REGISTRY_FORMS})")
+        else:
+            address = self.registry_host(values["host"], f"{key}.host", seen)
+        ca_file = credentials_file = None
+        insecure = False
+        blob_hosts = None
+        if "ca_file" in values:
+            ca_file = self.readable_file(values["ca_file"], f"{key}.ca_file")
+        if "insecure_skip_verify" in values:
+            insecure = bool(
+                self.boolean(values["insecure_skip_verify"], f"{key}.insecure_skip_verify")
+            )
+        if "credentials_file" in values:
+            credentials_file = self.readable_file(
+                values["credentials_file"], f"{key}.credentials_file"
+            )
+        if "blob_hosts" in values:
+            blob_hosts = self.blob_hosts(values["blob_hosts"], f"{key}.blob_hosts")
+        if address is None:
+            return None
+        return RegistryConfig(
+            host=address.label,
+            scheme=address.scheme,
+            ca_file=ca_file,
+            insecure_skip_verify=insecure,
+            credentials_file=credentials_file,
+            blob_hosts=blob_hosts,
+        )
+
+    def registry_host(
+        self, node: yaml.Node, key: str, seen: dict[tuple[str, int], tuple[str, int]]
+    ) -> _Address | None:
+        text = self.string(node, key, REGISTRY_FORMS)
+        if text is None:
+            return None
+        try:
+            address = _registry_address(text)
+        except ValueError as error:
+            self.problem(node, key, str(error))
+            return None
+        # Two names for one endpoint would be probed twice and collide in the `registry` label
+        # (it carries no scheme); every Docker Hub name is one registry.
+        name = DOCKER_HUB if address.label in DOCKER_HUB_ALIASES else address.hostname
+        endpoint = (name, address.port or (80 if address.scheme == "http" else 443))
+        if endpoint in seen:
+            first, line = seen[endpoint]
+            same = (
+                "already listed"
+                if first == address.label
+                else f"the same registry as {describe_input(first)}"
+            )
+            self.problem(
+                node,
+                key,
+                f"{describe_input(text)} is {same} at line {line} (expected each registry once)",
+            )
+            return None
+        seen[endpoint] = (address.label, node.start_mark.line + 1)
+        return address
+
+    def blob_hosts(self, node: yaml.Node, key: str) -> tuple[str, ...] | None:
+        expected = "a list of host names, such as [storage.example.com]"
+        items = self.sequence(node, key, expected)
+        if items is None:
+            return None
+        hosts: list[str] = []
+        for index, item in enumerate(items):
+            item_key = f"{key}[{index}]"
+            text = self.string(item, item_key, "HOST[:PORT]")
+            if text is None:
+                continue
+            try:
+                label = _host_port(text, "HOST[:PORT]", port_required=False)[0]
+            except ValueError as error:
+                self.problem(item, item_key, str(error))
+                continue
+            if label in hosts:
+                self.problem(
+                    item, item_key, f"{describe_input(text)} is listed twice (expected each once)"
+                )
+                continue
+            hosts.append(label)
+        return tuple(hosts)
+
+    def dockerhub(self, node: yaml.Node, key: str) -> DockerHubConfig:
+        default = DockerHubConfig()
+        values = self.mapping(
+            node, key, DOCKERHUB_KEYS, "a mapping such as {ratelimit_interval: 5m}"
+        )
+        if values is None:
+            return default
+        interval = default.ratelimit_interval
+        credentials_file = default.credentials_file
+        if "ratelimit_interval" in values:
+            parsed = self.duration(values["ratelimit_interval"], f"{key}.ratelimit_interval")
+            interval = interval if parsed is None else parsed
+        if "credentials_file" in values:
+            credentials_file = self.readable_file(
+                values["credentials_file"], f"{key}.credentials_file"
+            )
+        return DockerHubConfig(ratelimit_interval=interval, credentials_file=credentials_file)
+
+    def runtimes(self, node: yaml.Node, key: str) -> tuple[str, ...]:
+        names = ", ".join(RUNTIMES[:-1]) + f" or {RUNTIMES[-1]}"
+        items = self.sequence(node, key, f"a list of runtimes: {names}")
+        found: list[str] = []
+        for index, item in enumerate(items or []):
+            item_key = f"{key}[{index}]"
+            text = self.string(item, item_key, names)
+            if text is None:
+                continue
+            shown = describe_input(text)
+            if text in found:
+                self.problem(item, item_key, f"{shown} is listed twice (expected each once)")
+            elif text in RUNTIMES:
+                found.append(text)
+            elif text.lower() in ("k3s", "rke2"):
+                self.problem(
+                    item,
+                    item_key,
+                    f"{shown} is not a runtime (expected {names}; "
+                    "k3s and RKE2 run containerd, so write containerd)",
+                )
+            else:
+                close = difflib.get_close_matches(text, RUNTIMES, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                self.problem(item, item_key, f"{shown} is not a runtime (expected {names}{hint})")
+        return tuple(found)
+
+
+# ---------------------------------------------------------------------------------------------
+# Addresses: shared by the file's `host:`, `--registry`, `listen` and `blob_hosts`
+
+
+def _registry_address(text: str) -> _Address:
+    """A registry named `host[:port]`, `http://host:port` or `https://host[:port]`."""
+    expected = REGISTRY_FORMS
+    scheme = "https"
+    rest = text
+    if "://" in text:
+        given, rest = text.split("://", 1)
+        scheme = given.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(
+                f"{describe_input(_redact(text))} has the scheme {describe_input(given)} "
+                f"(expected {expected})"
+            )
+        rest = rest.removesuffix("/")  # https://registry.example.com/ is a common paste
+    label, hostname, port = _host_port(rest, expected, port_required=False, shown_as=text)
+    if scheme == "http" and port is None:
+        raise ValueError(
+            f"{describe_input(text)} has no port: a plain-HTTP registry needs one "
+            f"(expected {expected})"
+        )
+    return _Address(label=label, scheme=scheme, hostname=hostname, port=port)
+
+
+def _redact(text: str) -> str:
+    """A registry address fit for a message: userinfo masked as redact.py does (SPEC: secrets),
+    and a query hidden whole, since registry URLs carry tokens there (`?token=...`)."""
+    if "?" in text:
+        text = text[: text.index("?")] + "?" + MASK
+    return redact_url(text)
+
+
+def _host_port(
+    text: str, expected: str, *, port_required: bool, shown_as: str | None = None
+) -> tuple[str, str, int | None]:
+    """(label, hostname, port) from `host[:port]`, an IPv6 address in brackets; else ValueError.
+
+    The host is a DNS name or an IP address; the port is 1 to 65535. The label is lower case.
+    """
+    shown = describe_input(_redact(shown_as if shown_as is not None else text))
+    if not text:
+        raise ValueError(f"{shown} has no host (expected {expected})")
+    if "@" in text:
+        raise ValueError(f"{shown} contains credentials (expected {expected}; no user or password)")
+    if "://" in text:
+        raise ValueError(f"{shown} has a scheme (expected {expected})")
+    if "?" in text:
+        raise ValueError(f"{shown} has a query (expected {expected})")
+    for separator, what in (("/", "a path"), ("#", "a fragment")):
+        if separator in text:
+            part = describe_input(text[text.index(separator) :])
+            raise ValueError(f"{shown} has {what} {part} (expected {expected})")
+    port_text: str | None
+    if text.startswith("["):
+        hostname, bracket, after = text[1:].partition("]")
+        try:
+            if not bracket:
+                raise ValueError
+            ipaddress.IPv6Address(hostname)
+        except ValueError:
+            raise ValueError(
+                f"{shown} has no valid IPv6 address in brackets (expected {expected})"
+            ) from None
+        hostname = f"[{hostname.lower()}]"
+        if after and not after.startswith(":"):
+            raise ValueError(f"{shown} has text after the address (expected {expected})")
+        port_text = after[1:] if after else None
+    else:
+        if text.count(":") > 1:
+            raise ValueError(
+                f"{shown} has more than one colon: an IPv6 address goes in brackets, "
+                f"as [::1]:5000 (expected {expected})"
+            )
+        hostname, colon, after = text.partition(":")
+        port_text = after if colon else None
+        hostname = hostname.lower()
+        _check_hostname(hostname, shown, expected)
+    port = None
+    if port_text is not None:
+        digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+        if not (digits and 0 < int(port_text) < 65536):
+            raise ValueError(
+                f"{shown} has the port {describe_input(port_text)}, not one from 1 to 65535 "
+                f"(expected {expected})"
+            )
+        port = int(port_text)
+    elif port_required:
+        raise ValueError(f"{shown} has no port (expected {expected})")
+    label = hostname if port is None else f"{hostname}:{port}"
+    return label, hostname, port
+
+
+def _check_hostname(hostname: str, shown: str, expected: str) -> None:
+    if not hostname:
+        raise ValueError(f"{shown} has no host (expected {expected})")
+    labels = hostname.split(".")
+    if all(label.isascii() and label.isdigit() for label in labels):
+        # All digits is meant as an IPv4 address (999.1.1.1 is a typo, not a name).
+        try:
+            ipaddress.IPv4Address(hostname)
+        except ValueError:
+            raise ValueError(f"{shown} is not a valid IPv4 address (expected {expected})") from None
+        return
+    if len(hostname) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{shown} is not a valid host name or IP address (expected {expected})")

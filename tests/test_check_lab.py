@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 from lab import DEAD_DNS_ADDRESS, DNS_ADDRESS, SERVICES, CompletedRun, Lab
+from lab.netns import PREFIX, ip, remove_leftovers
+
+from probe.reasons import PHASES
 
 pytestmark = pytest.mark.lab
 
@@ -97,6 +100,8 @@ LAB_CONN = {
     "captive.lab.test": "http:200",
     "status-503.lab.test": "http:503",
     "status-503-registry.lab.test": "http:503:registry",
+    "port5000.lab.test": "cert:self-signed certificate in certificate chain",
+    "plain.lab.test": "http:200:registry",
     "multi.lab.test=198.18.1.40": "http:200:registry",
     "multi.lab.test=198.18.1.41": "tcp:refused",
 }
@@ -105,15 +110,18 @@ LAB_CONN = {
 def test_lab_serves_each_fault_to_stock_clients(lab: Lab) -> None:
     """The lab's DNS answers, firewall, certificates and servers do what the probe tests assume."""
     root = lab.host_root()
-    pairs = list(LAB_DNS)
-    pairs += [f"{s.name}={a}" for s in SERVICES for a in s.addresses]
+    # selfcheck's connection argument -> LAB_CONN's key (name=address for several addresses)
+    targets = {
+        f"{s.name}={'http://' if s.cert == 'none' else ''}{a}:{s.port}": (
+            s.name if len(s.addresses) == 1 else f"{s.name}={a}"
+        )
+        for s in SERVICES
+        for a in s.addresses
+    }
     bundle = root / "etc" / "ssl" / "certs" / "ca-certificates.crt"
-    seen = selfcheck(lab, str(bundle), DNS_ADDRESS, *pairs)
+    seen = selfcheck(lab, str(bundle), DNS_ADDRESS, *LAB_DNS, *targets)
     assert seen["dns"] == LAB_DNS
-    # Keyed by name, or by name=address where a name has several addresses.
-    assert {
-        (k if k.startswith("multi.") else k.partition("=")[0]): v for k, v in seen["conn"].items()
-    } == LAB_CONN
+    assert {targets[k]: v for k, v in seen["conn"].items()} == LAB_CONN
 
 
 def test_lab_dead_resolver_never_answers(lab: Lab) -> None:
@@ -123,12 +131,28 @@ def test_lab_dead_resolver_never_answers(lab: Lab) -> None:
     }
 
 
+def test_lab_removes_leftovers_of_dead_runs(lab: Lab) -> None:
+    """A namespace named for a pid that no longer runs is removed when a lab starts."""
+    dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process can have it
+    name = f"{PREFIX}{dead_pid}-node"
+    ip("netns", "add", name)
+    try:
+        assert name in remove_leftovers()
+        assert name not in ip("netns", "list")
+    finally:
+        if name in ip("netns", "list"):
+            ip("netns", "del", name)
+
+
 def test_lab_names_can_change_at_runtime(lab: Lab) -> None:
-    """`Lab.set_name` adds a name the running DNS server answers on its next query."""
-    lab.set_name("late.lab.test", {"A": ["198.18.1.10"]})
-    assert selfcheck(lab, "-", DNS_ADDRESS, "late.lab.test")["dns"] == {
-        "late.lab.test": "NOERROR:198.18.1.10"
-    }
+    """A name added while the lab runs is answered at once, and is gone again after the block."""
+    with lab.name_changed("late.lab.test", {"A": ["198.18.1.10"]}):
+        during = selfcheck(lab, "-", DNS_ADDRESS, "late.lab.test")["dns"]
+    after = selfcheck(lab, "-", DNS_ADDRESS, "late.lab.test")["dns"]
+    assert (during, after) == (
+        {"late.lab.test": "NOERROR:198.18.1.10"},
+        {"late.lab.test": "NXDOMAIN:"},
+    )
 
 
 # ----- healthy registries -----------------------------------------------------------------------
@@ -145,6 +169,9 @@ def test_healthy_registry_passes_every_check(lab: Lab) -> None:
         kinds(run, "registry.lab.test", "registry.lab.test:443")
     ), run.describe()
     assert all(c["ok"] and c["reason"] is None for c in report["checks"]), run.describe()
+    for c in report["checks"]:
+        assert set(c["phases"]) <= set(PHASES), run.describe()
+        assert all(0 <= seconds < DEADLINE for seconds in c["phases"].values()), run.describe()
     assert_within_deadline(run)
 
 
@@ -172,6 +199,57 @@ def test_registry_trusted_through_containerd_certs_d(lab: Lab) -> None:
     run = lab.check(["private.lab.test"], root, timeout=TIMEOUT)
     assert run.exit_code == 0, run.describe()
     assert run.registry("private.lab.test")["ok"] is True, run.describe()
+    assert_within_deadline(run)
+
+
+def test_registry_on_a_port_trusted_through_certs_d_host_port(lab: Lab) -> None:
+    """`host:port` registries find their CA in certs.d/<host:port>/ca.crt, as containerd does."""
+    root = lab.host_root(certs_d={"port5000.lab.test:5000": lab.other_ca.pem})
+    run = lab.check(["port5000.lab.test:5000"], root, timeout=TIMEOUT)
+    assert run.exit_code == 0, run.describe()
+    assert run.registry("port5000.lab.test:5000")["ok"] is True, run.describe()
+    assert {"dns", "tcp", "tls", "http"} <= set(
+        kinds(run, "port5000.lab.test:5000", "port5000.lab.test:5000")
+    ), run.describe()
+    assert_within_deadline(run)
+
+
+def test_plain_http_registry_has_no_tls_check(lab: Lab) -> None:
+    """`http://host:port` is a plain-HTTP registry: dns, tcp and http pass, no tls check is run."""
+    run = lab.check(["http://plain.lab.test:5000"], timeout=TIMEOUT)
+    assert run.exit_code == 0, run.describe()
+    assert run.json is not None, run.describe()
+    [report] = run.json["registries"]
+    assert report["ok"] is True, run.describe()
+    checks = {(c["endpoint"], c["check"]) for c in report["checks"]}
+    assert {("plain.lab.test:5000", k) for k in ("dns", "tcp", "http")} <= checks, run.describe()
+    assert not any(kind == "tls" for _, kind in checks), run.describe()
+    assert_within_deadline(run)
+
+
+def test_failing_token_realm_host_fails_the_registry(lab: Lab) -> None:
+    """A registry whose token realm host does not resolve fails, on the realm's endpoint."""
+    with lab.name_changed("auth.lab.test", "nxdomain"):
+        run = lab.check(["authreg.lab.test"], timeout=TIMEOUT)
+    assert_fails(run, "authreg.lab.test", "dns", "dns_nxdomain", endpoint="auth.lab.test:443")
+    assert all(
+        c["ok"] for c in run.checks("authreg.lab.test") if c["endpoint"] == "authreg.lab.test:443"
+    ), run.describe()
+
+
+def test_registries_are_checked_concurrently(lab: Lab) -> None:
+    """Registries run concurrently: three 2 s timeouts fit one deadline, each with its reason."""
+    faults = {
+        "firewall-drop.lab.test": ("tcp", "tcp_timeout"),
+        "tls-silent.lab.test": ("tls", "tls_handshake_timeout"),
+        "http-silent.lab.test": ("http", "http_timeout"),
+    }
+    run = lab.check(["registry.lab.test", *faults], timeout=TIMEOUT)
+    assert run.exit_code == 1, run.describe()
+    assert run.registry("registry.lab.test")["ok"] is True, run.describe()
+    for name, (check, reason) in faults.items():
+        failed = [(c["endpoint"], c["check"], c["reason"]) for c in run.failed(name)]
+        assert failed == [(f"{name}:443", check, reason)], run.describe()
     assert_within_deadline(run)
 
 

@@ -1,0 +1,318 @@
+"""Every metric the agent exports: names, HELP texts, and the collector that renders them.
+
+Contract: SPEC.md, "Metrics". The collector follows client_python's custom-collector pattern:
+`collect()` builds the metric families from the latest `RegistryReport` of each configured
+registry at scrape time, so a registry removed from the config leaves no stale series, and a
+scrape never waits on a probe (it only reads what the last probes left behind).
+
+Labels come only from SPEC's bounded set (registry, endpoint, check, reason, phase, runtime,
+route, state, auth, plus `source` on the rate-limit info metric and `version` on build_info):
+no IP per request, no error text, no username.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from probe import __version__
+from probe.reasons import PHASES, CheckKind
+from probe.result import CheckResult, RegistryReport
+
+PREFIX = "registry_probe_"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric family: its full name (counters with `_total`), type, labels and HELP."""
+
+    name: str
+    type: str  # "gauge" or "counter"
+    labels: tuple[str, ...]
+    help: str
+
+
+def _spec(name: str, type_: str, labels: tuple[str, ...], help_: str) -> MetricSpec:
+    return MetricSpec(PREFIX + name, type_, labels, help_)
+
+
+SUCCESS = _spec(
+    "success",
+    "gauge",
+    ("registry", "endpoint", "check"),
+    "1 when the check passed on its last run, 0 when it failed.",
+)
+FAILURE = _spec(
+    "failure",
+    "gauge",
+    ("registry", "endpoint", "check", "reason"),
+    "1 while the check fails for this reason; absent otherwise.",
+)
+FAILURES_TOTAL = _spec(
+    "failures_total",
+    "counter",
+    ("registry", "endpoint", "check", "reason"),
+    "Failed runs of the check, by reason, since the agent started.",
+)
+DURATION = _spec(
+    "duration_seconds",
+    "gauge",
+    ("registry", "endpoint", "phase"),
+    "Duration of each phase of the last run (resolve, connect, tls, processing, transfer); "
+    "0 when the phase was skipped.",
+)
+ENDPOINT_ADDRESSES = _spec(
+    "endpoint_addresses",
+    "gauge",
+    ("registry", "endpoint", "state"),
+    "Resolved addresses of the endpoint that answered (state=ok) or failed (state=failed) "
+    "on the last run.",
+)
+LAST_RUN = _spec(
+    "last_run_timestamp_seconds",
+    "gauge",
+    ("registry",),
+    "When the registry's checks last completed, Unix seconds.",
+)
+CERT_EXPIRY = _spec(
+    "tls_cert_expiry_timestamp_seconds",
+    "gauge",
+    ("registry", "endpoint"),
+    "Earliest notAfter in the served certificate chain, Unix seconds; "
+    "reported even when verification fails.",
+)
+RATELIMIT_LIMIT = _spec(
+    "dockerhub_ratelimit_limit",
+    "gauge",
+    ("registry", "auth"),
+    "Pulls Docker Hub allows per window (ratelimit-limit header).",
+)
+RATELIMIT_REMAINING = _spec(
+    "dockerhub_ratelimit_remaining",
+    "gauge",
+    ("registry", "auth"),
+    "Pulls left in the current Docker Hub window (ratelimit-remaining header).",
+)
+RATELIMIT_WINDOW = _spec(
+    "dockerhub_ratelimit_window_seconds",
+    "gauge",
+    ("registry", "auth"),
+    "Length of the Docker Hub rate-limit window (the w= of the ratelimit headers).",
+)
+RATELIMIT_HEADERS_PRESENT = _spec(
+    "dockerhub_ratelimit_headers_present",
+    "gauge",
+    ("registry", "auth"),
+    "1 when Docker Hub sent rate-limit headers, 0 when it sent none (unlimited plan).",
+)
+RATELIMIT_SOURCE = _spec(
+    "dockerhub_ratelimit_source_info",
+    "gauge",
+    ("registry", "auth", "source"),
+    "1; source is what Docker Hub counts pulls against (egress IPv4, IPv6 /64 or account).",
+)
+RUNTIME_PROXY_ROUTE = _spec(
+    "runtime_proxy_route",
+    "gauge",
+    ("runtime", "registry", "route"),
+    "1 for the route (direct or proxy) that the container runtime takes to the registry.",
+)
+PROXY_CONSISTENT = _spec(
+    "proxy_consistent",
+    "gauge",
+    ("registry",),
+    "1 when every runtime found takes the same route through the same proxy, 0 otherwise.",
+)
+CONFIG_RELOAD = _spec(
+    "config_last_reload_success",
+    "gauge",
+    (),
+    "1 when the last configuration (re)load succeeded, 0 when the last SIGHUP brought "
+    "a bad configuration and the previous one was kept.",
+)
+BUILD_INFO = _spec(
+    "build_info",
+    "gauge",
+    ("version",),
+    "1; the version of registry-probe that is running.",
+)
+
+# In SPEC.md's order; docs/metrics.md documents each of these.
+METRICS: tuple[MetricSpec, ...] = (
+    SUCCESS,
+    FAILURE,
+    FAILURES_TOTAL,
+    DURATION,
+    ENDPOINT_ADDRESSES,
+    LAST_RUN,
+    CERT_EXPIRY,
+    RATELIMIT_LIMIT,
+    RATELIMIT_REMAINING,
+    RATELIMIT_WINDOW,
+    RATELIMIT_HEADERS_PRESENT,
+    RATELIMIT_SOURCE,
+    RUNTIME_PROXY_ROUTE,
+    PROXY_CONSISTENT,
+    CONFIG_RELOAD,
+    BUILD_INFO,
+)
+
+# The checks whose phase timings make up an endpoint's duration_seconds: the path a pull takes.
+# The ratelimit check's token and manifest requests would otherwise be added to the registry's
+# processing time.
+_PULL_PATH = (CheckKind.DNS, CheckKind.TCP, CheckKind.TLS, CheckKind.HTTP, CheckKind.PROXY)
+
+FailureKey = tuple[str, str, str, str]  # registry, endpoint, check, reason
+
+
+def _family(spec: MetricSpec) -> GaugeMetricFamily | CounterMetricFamily:
+    if spec.type == "counter":
+        return CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+    return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+
+
+def endpoint_phases(checks: Iterable[CheckResult]) -> dict[str, float]:
+    """Every phase of one endpoint, 0 when no check of the pull path measured it.
+
+    Each phase is measured by one check (resolve by dns, connect by tcp, ...); when two report
+    the same phase, the first in check order wins.
+    """
+    phases = dict.fromkeys(PHASES, 0.0)
+    seen: set[str] = set()
+    for result in checks:
+        if result.check not in _PULL_PATH:
+            continue
+        for phase, seconds in result.phases.items():
+            if phase in phases and phase not in seen:
+                phases[phase] = seconds
+                seen.add(phase)
+    return phases
+
+
+class ProbeCollector(Collector):
+    """Renders the latest report of every configured registry, at scrape time.
+
+    All methods run on the agent's event loop thread; `collect()` also runs on it (the HTTP
+    server renders there), so no lock is needed. `collect()` reads the current dicts and never
+    awaits, so a scrape sees one consistent state.
+    """
+
+    def __init__(self, version: str = __version__) -> None:
+        self._version = version
+        self._reports: dict[str, RegistryReport] = {}
+        self._failures: dict[FailureKey, int] = {}
+        self._configured: frozenset[str] = frozenset()
+        self.config_reload_success = True
+
+    def configure(self, registries: Iterable[str]) -> None:
+        """Set the registries of the current config; every series of any other one disappears."""
+        self._configured = frozenset(registries)
+        self._reports = {r: rep for r, rep in self._reports.items() if r in self._configured}
+        self._failures = {k: n for k, n in self._failures.items() if k[0] in self._configured}
+
+    def record(self, report: RegistryReport) -> None:
+        """Keep the report as the registry's latest and count its failed checks."""
+        if report.registry not in self._configured:
+            return  # a probe that finished after its registry left the config
+        self._reports[report.registry] = report
+        for result in report.checks:
+            if result.reason is not None:
+                key = (report.registry, result.endpoint, str(result.check), str(result.reason))
+                self._failures[key] = self._failures.get(key, 0) + 1
+
+    def reports(self) -> Mapping[str, RegistryReport]:
+        return dict(self._reports)
+
+    def collect(self) -> Iterator[Metric]:
+        families = {spec: _family(spec) for spec in METRICS}
+        for report in self._reports.values():
+            self._render_report(report, families)
+        for (registry, endpoint, check, reason), count in sorted(self._failures.items()):
+            families[FAILURES_TOTAL].add_metric([registry, endpoint, check, reason], count)
+        families[CONFIG_RELOAD].add_metric([], 1.0 if self.config_reload_success else 0.0)
+        families[BUILD_INFO].add_metric([self._version], 1.0)
+        yield from families.values()
+
+    @staticmethod
+    def _render_report(
+        report: RegistryReport,
+        families: Mapping[MetricSpec, GaugeMetricFamily | CounterMetricFamily],
+    ) -> None:
+        registry = report.registry
+        for result in report.checks:
+            labels = [registry, result.endpoint, str(result.check)]
+            families[SUCCESS].add_metric(labels, 1.0 if result.ok else 0.0)
+            if result.reason is not None:
+                families[FAILURE].add_metric([*labels, str(result.reason)], 1.0)
+        for endpoint in report.endpoints():
+            checks = [c for c in report.checks if c.endpoint == endpoint]
+            for phase, seconds in endpoint_phases(checks).items():
+                families[DURATION].add_metric([registry, endpoint, phase], seconds)
+            # The tcp check tries every resolved address, so its counts are the endpoint's.
+            tcp = next((c for c in checks if c.check == CheckKind.TCP), None)
+            ok, failed = (tcp.addresses_ok, tcp.addresses_failed) if tcp else (0, 0)
+            families[ENDPOINT_ADDRESSES].add_metric([registry, endpoint, "ok"], ok)
+            families[ENDPOINT_ADDRESSES].add_metric([registry, endpoint, "failed"], failed)
+            cert = next((c.cert for c in checks if c.cert is not None), None)
+            if cert is not None:
+                families[CERT_EXPIRY].add_metric([registry, endpoint], cert.not_after)
+        families[LAST_RUN].add_metric([registry], report.finished_at)
+        for account in report.ratelimits:
+            labels = [registry, account.auth]
+            families[RATELIMIT_HEADERS_PRESENT].add_metric(
+                labels, 1.0 if account.headers_present else 0.0
+            )
+            for spec, value in (
+                (RATELIMIT_LIMIT, account.limit),
+                (RATELIMIT_REMAINING, account.remaining),
+                (RATELIMIT_WINDOW, account.window_seconds),
+            ):
+                if value is not None:
+                    families[spec].add_metric(labels, value)
+            if account.source:
+                families[RATELIMIT_SOURCE].add_metric([*labels, account.source], 1.0)
+        for route in report.routes:
+            families[RUNTIME_PROXY_ROUTE].add_metric([route.runtime, registry, route.route], 1.0)
+        if report.proxy_consistent is not None:
+            families[PROXY_CONSISTENT].add_metric(
+                [registry], 1.0 if report.proxy_consistent else 0.0
+            )
+
+
+def build_registry(collector: ProbeCollector) -> CollectorRegistry:
+    """The agent's own registry: its collector plus process and platform metrics.
+
+    Never the global `prometheus_client.REGISTRY`, so tests and embedders get a clean one.
+    """
+    registry = CollectorRegistry()
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+@dataclass(frozen=True)
+class Exposition:
+    body: bytes
+    content_type: str
+    content_encoding: str | None
+
+
+def render(registry: CollectorRegistry, accept: str = "", accept_encoding: str = "") -> Exposition:
+    """The /metrics body: OpenMetrics when the Accept header asks for it, else Prometheus text.
+
+    Compressed with gzip when the scraper accepts it, as client_python's own server does.
+    """
+    encoder, content_type = choose_encoder(accept)
+    body = encoder(registry)
+    if gzip_accepted(accept_encoding):
+        return Exposition(gzip.compress(body), content_type, "gzip")
+    return Exposition(body, content_type, None)

@@ -1,0 +1,407 @@
+"""Each container runtime's proxy settings, the route it takes to a registry, and mismatches.
+
+Where each runtime's environment comes from (SPEC.md, "How a node is read"):
+- containerd: `containerd.service`. Under k3s or RKE2 there is no such unit: containerd is a
+  child of `k3s.service` / `k3s-agent.service` (`rke2-server.service` / `rke2-agent.service`),
+  which passes its own environment on, except that a `CONTAINERD_<NAME>` variable is passed as
+  `<NAME>` and wins over a plain `<NAME>` (k3s pkg/agent/containerd: it appends the stripped
+  variables last and os/exec keeps the last of duplicates). k3s's unit reads
+  /etc/default/k3s, /etc/sysconfig/k3s and /etc/systemd/system/k3s.service.env as
+  `EnvironmentFile=`s, so those files count through the unit.
+- dockerd: `docker.service`, then `proxies` in /etc/docker/daemon.json ("http-proxy",
+  "https-proxy", "no-proxy"), which dockerd sets over both cases of its environment at start
+  (Docker 23+, cmd/dockerd configureProxyEnv); the running process's /proc environ does not
+  show them.
+- crio: `crio.service`.
+
+Present means the unit, the runtime's config directory or its process is found. The CRI runtime
+that decides the route kubelet's pulls take is containerd when present, else CRI-O; dockerd is
+compared with it but never decides (kubelet pulls through CRI since Kubernetes 1.24).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import psutil
+
+from probe.goproxy import PROXY_VARIABLES, CGIProxyError, ProxyEnv, decide, variable_for
+from probe.hostfs import host_path, read_host_text
+from probe.result import RuntimeRoute
+from probe.systemd import UnitEnvironment, effective_environment
+
+RUNTIMES: tuple[str, ...] = ("containerd", "dockerd", "crio")
+DAEMON_JSON = "/etc/docker/daemon.json"
+K3S_UNITS: tuple[str, ...] = (
+    "k3s.service",
+    "k3s-agent.service",
+    "rke2-server.service",
+    "rke2-agent.service",
+)
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """Where a runtime is found on a node."""
+
+    runtime: str
+    units: tuple[str, ...]  # tried in order; the first found is the runtime's unit
+    config_dirs: tuple[str, ...]
+    process: str  # the process name whose live environment is the runtime's
+    restart_name: str  # what `systemctl restart` takes
+
+
+SPECS: Mapping[str, RuntimeSpec] = {
+    "containerd": RuntimeSpec(
+        "containerd",
+        ("containerd.service", *K3S_UNITS),
+        (
+            "/etc/containerd",
+            "/var/lib/rancher/k3s/agent/etc/containerd",
+            "/var/lib/rancher/rke2/agent/etc/containerd",
+        ),
+        "containerd",
+        "containerd",
+    ),
+    "dockerd": RuntimeSpec("dockerd", ("docker.service",), ("/etc/docker",), "dockerd", "docker"),
+    "crio": RuntimeSpec("crio", ("crio.service",), ("/etc/crio",), "crio", "crio"),
+}
+
+# Every variable Go's FromEnvironment reads (both cases), and the CGI marker.
+PROXY_VARIABLE_NAMES: frozenset[str] = frozenset(
+    name for names in PROXY_VARIABLES.values() for name in names
+) | {"REQUEST_METHOD"}
+
+
+@dataclass(frozen=True)
+class RuntimeProxyConfig:
+    """A runtime's proxy settings as it starts with them, and where each one was written."""
+
+    runtime: str
+    unit: str | None  # the unit found ("k3s.service" for k3s's containerd), None without one
+    process_env: Mapping[str, str]  # proxy variables the process is started with (for live diff)
+    environment: Mapping[str, str]  # proxy variables as the runtime's Go code finally sees them
+    sources: Mapping[str, str]  # variable -> file that set it, as the node names it
+    evidence: tuple[str, ...]  # why the runtime counts as present
+    problems: tuple[str, ...] = ()
+    process: str = ""
+    restart_name: str = ""
+    suggested_file: str = ""  # where to add a proxy setting for this runtime
+
+    @property
+    def proxy_env(self) -> ProxyEnv:
+        return ProxyEnv.from_environ(self.environment)
+
+
+def _proxy_only(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k in PROXY_VARIABLE_NAMES}
+
+
+def _k3s_child_environment(
+    unit_env: UnitEnvironment,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment k3s gives its containerd: CONTAINERD_X passed as X, winning over X."""
+    env: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    prefixed: list[tuple[str, str]] = []
+    for name, value in unit_env.variables.items():
+        if name.startswith("CONTAINERD_"):
+            prefixed.append((name, value))
+        else:
+            env[name] = value
+            sources[name] = unit_env.sources[name]
+    for name, value in prefixed:
+        stripped = name.removeprefix("CONTAINERD_")
+        env[stripped] = value
+        sources[stripped] = f"{unit_env.sources[name]} ({name})"
+    return env, sources
+
+
+def _daemon_json_proxies(root: str | os.PathLike[str]) -> tuple[dict[str, str], list[str]]:
+    """daemon.json `proxies` as the variables dockerd sets from them, and problems."""
+    text = read_host_text(root, DAEMON_JSON)
+    if text is None:
+        return {}, []
+    try:
+        config: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, [f"{DAEMON_JSON} is not valid JSON (line {exc.lineno}): dockerd would not start"]
+    proxies = config.get("proxies") if isinstance(config, dict) else None
+    if proxies is None:
+        return {}, []
+    if not isinstance(proxies, dict):
+        return {}, [f"{DAEMON_JSON}: 'proxies' is not an object"]
+    env: dict[str, str] = {}
+    problems: list[str] = []
+    for key, setting in (
+        ("http-proxy", "http_proxy"),
+        ("https-proxy", "https_proxy"),
+        ("no-proxy", "no_proxy"),
+    ):
+        value = proxies.get(key)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            problems.append(f"{DAEMON_JSON}: proxies.{key} is not a string")
+            continue
+        for name in PROXY_VARIABLES[setting]:  # dockerd overrides both cases
+            env[name] = value
+    return env, problems
+
+
+def read_runtime(
+    root: str | os.PathLike[str], runtime: str, process_names: Collection[str] = ()
+) -> RuntimeProxyConfig | None:
+    """A runtime's proxy settings under `root`, or None when the runtime is not on the node.
+
+    `process_names` are the names of the processes visible to the agent (see
+    `visible_process_names`); the function itself does no I/O outside `root`.
+    """
+    spec = SPECS[runtime]
+    evidence: list[str] = []
+    unit_env: UnitEnvironment | None = None
+    problems: list[str] = []
+    for unit_name in spec.units:
+        candidate = effective_environment(root, unit_name)
+        if candidate.masked:
+            problems.extend(candidate.problems)
+        if candidate.found:
+            unit_env = candidate
+            evidence.append(f"unit {candidate.unit_path}")
+            break
+    evidence.extend(f"directory {d}" for d in spec.config_dirs if host_path(root, d).is_dir())
+    if spec.process in process_names:
+        evidence.append(f"process {spec.process}")
+    if not evidence:
+        return None
+
+    environment: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    process_env: dict[str, str] = {}
+    unit = unit_env.unit if unit_env else None
+    suggested = f"/etc/systemd/system/{spec.units[0]}.d/http-proxy.conf"
+    if unit_env is not None:
+        problems.extend(unit_env.problems)
+        if unit_env.unit in K3S_UNITS:
+            child, child_sources = _k3s_child_environment(unit_env)
+            environment, sources = _proxy_only(child), child_sources
+            process_env = dict(environment)
+            suggested = f"/etc/systemd/system/{unit_env.unit}.env"
+        else:
+            environment = _proxy_only(unit_env.variables)
+            sources = dict(unit_env.sources)
+            process_env = dict(environment)
+            suggested = unit_env.suggested_dropin
+    if runtime == "dockerd":
+        overrides, json_problems = _daemon_json_proxies(root)
+        problems.extend(json_problems)
+        environment.update(overrides)
+        sources.update(dict.fromkeys(overrides, DAEMON_JSON))
+    return RuntimeProxyConfig(
+        runtime=runtime,
+        unit=unit,
+        process_env=MappingProxyType(process_env),
+        environment=MappingProxyType(environment),
+        sources=MappingProxyType({k: v for k, v in sources.items() if k in environment}),
+        evidence=tuple(evidence),
+        problems=tuple(problems),
+        process=spec.process,
+        restart_name=(unit.removesuffix(".service") if unit else spec.restart_name),
+        suggested_file=suggested,
+    )
+
+
+def read_runtimes(
+    root: str | os.PathLike[str],
+    runtimes: Iterable[str] = RUNTIMES,
+    process_names: Collection[str] = (),
+) -> dict[str, RuntimeProxyConfig]:
+    """The runtimes present on the node, by name, in the order asked."""
+    found = {r: read_runtime(root, r, process_names) for r in runtimes}
+    return {r: config for r, config in found.items() if config is not None}
+
+
+def deciding_runtime(configs: Mapping[str, RuntimeProxyConfig]) -> str | None:
+    """The CRI runtime whose route kubelet's pulls take: containerd if present, else crio."""
+    return next((r for r in ("containerd", "crio") if r in configs), None)
+
+
+# --- live environment -----------------------------------------------------------------------------
+
+
+class ProcessLike(Protocol):
+    info: dict[str, Any]
+
+    def environ(self) -> dict[str, str]: ...
+
+
+class ProcessSource(Protocol):
+    """What `live_environment` needs of psutil: a fake in tests, the psutil module in the agent."""
+
+    def process_iter(self, attrs: list[str]) -> Iterable[ProcessLike]: ...
+
+
+def visible_process_names(proc: ProcessSource = psutil) -> frozenset[str]:
+    """Names of the processes the agent can see (the node's, with hostPID)."""
+    names: set[str] = set()
+    for process in proc.process_iter(["name"]):
+        name = process.info.get("name")
+        if isinstance(name, str):
+            names.add(name)
+    return frozenset(names)
+
+
+def live_environment(process_name: str, proc: ProcessSource = psutil) -> dict[str, str] | None:
+    """The environment of the running `process_name`, or None when not visible or unreadable.
+
+    Reading another process's /proc/<pid>/environ needs hostPID, uid 0 and SYS_PTRACE: without
+    them psutil raises AccessDenied, which here means "unknown", never "empty".
+    """
+    for process in proc.process_iter(["name"]):
+        if process.info.get("name") != process_name:
+            continue
+        try:
+            return dict(process.environ())
+        except psutil.Error:
+            continue
+    return None
+
+
+def restart_pending(unit_env: Mapping[str, str], live_env: Mapping[str, str] | None) -> bool:
+    """Whether the running process uses other proxy settings than its unit files now give.
+
+    Compared as Go reads them (`ProxyEnv`): a difference Go would not see (HTTPS_PROXY set in
+    both cases, lower case changed) needs no restart. Unknown live environment: False.
+    """
+    if live_env is None:
+        return False
+    return ProxyEnv.from_environ(unit_env) != ProxyEnv.from_environ(live_env)
+
+
+# --- routes ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """How one runtime reaches one registry. `proxy` is redacted; the secret one is for use."""
+
+    runtime: str
+    registry: str
+    route: str  # "direct" or "proxy"
+    proxy: str | None  # redacted
+    proxy_url_with_secret: str | None = field(default=None, repr=False)
+    variable: str | None = None  # the variable that decided (HTTPS_PROXY, https_proxy, NO_PROXY)
+    source: str | None = None  # the file that set it
+    why: str = ""
+    problem: str | None = None
+    no_proxy_entry: str | None = None  # the NO_PROXY entry that sent it direct
+
+    def to_result(self) -> RuntimeRoute:
+        return RuntimeRoute(runtime=self.runtime, route=self.route, proxy=self.proxy)
+
+
+def _registry_target(registry: str) -> tuple[str, str, str | None]:
+    """("https", host, port) from "host[:port]", "[v6]:port" or "http://host:port"."""
+    scheme = "https"
+    if "://" in registry:
+        scheme, _, registry = registry.partition("://")
+        registry = registry.split("/", 1)[0]
+    if registry.startswith("["):
+        host, _, rest = registry[1:].partition("]")
+        return scheme.lower(), host, rest.lstrip(":") or None
+    host, _, port = registry.partition(":")
+    return scheme.lower(), host, port or None
+
+
+def route_for(registry: str, config: RuntimeProxyConfig) -> Route:
+    """The route `config.runtime` takes to `registry` ("host[:port]" or "http://host:port")."""
+    scheme, host, port = _registry_target(registry)
+    env = config.proxy_env
+    try:
+        decision = decide(env, scheme, host, port)
+    except CGIProxyError as exc:
+        return Route(config.runtime, registry, "direct", None, why=str(exc), problem=str(exc))
+    setting = "https_proxy" if scheme == "https" else "http_proxy"
+    variable = variable_for(config.environment, setting)
+    if decision.no_proxy_entry is not None:
+        variable = variable_for(config.environment, "no_proxy")
+    source = config.sources.get(variable) if variable else None
+    if decision.proxy is None:
+        return Route(
+            config.runtime,
+            registry,
+            "direct",
+            None,
+            variable=variable,
+            source=source,
+            why=decision.why,
+            problem=decision.problem,
+            no_proxy_entry=decision.no_proxy_entry,
+        )
+    return Route(
+        config.runtime,
+        registry,
+        "proxy",
+        decision.proxy.redacted,
+        decision.proxy.url,
+        variable=variable,
+        source=source,
+        why=decision.why,
+        problem=decision.problem,
+    )
+
+
+def consistent(routes: Sequence[Route]) -> bool:
+    """Every runtime takes the same route through the same proxy (credentials included)."""
+    return len({(r.route, r.proxy_url_with_secret) for r in routes}) <= 1
+
+
+def _said(route: Route) -> str:
+    if route.route == "proxy":
+        where = f" (from {route.source})" if route.source else ""
+        return f"{route.runtime} goes through {route.proxy}{where}"
+    if route.no_proxy_entry is not None and route.source:
+        return f"{route.runtime} goes direct ({route.why} in {route.source})"
+    return f"{route.runtime} goes direct"
+
+
+def explain_mismatch(
+    routes: Sequence[Route], configs: Mapping[str, RuntimeProxyConfig]
+) -> str | None:
+    """The mismatch in words, with the fix, or None when the routes agree.
+
+    The runtime to fix is the one that differs from the CRI runtime when one is proxied and the
+    other is not: proxy settings belong where the pulls happen.
+    """
+    if consistent(routes) or not routes:
+        return None
+    decider = deciding_runtime(configs)
+    ordered = sorted(routes, key=lambda r: (r.runtime == decider, r.runtime))
+    text = "; ".join(_said(r) for r in ordered)
+    proxied = [r for r in ordered if r.route == "proxy"]
+    direct = [r for r in ordered if r.route == "direct"]
+    if proxied and direct:
+        model = next((r for r in proxied if r.runtime != decider), proxied[0])
+        fixes = []
+        for route in direct:
+            config = configs.get(route.runtime)
+            if config is None:
+                continue
+            target = config.suggested_file
+            if config.unit in K3S_UNITS:
+                how = f"add CONTAINERD_{(model.variable or 'HTTPS_PROXY').upper()}= to {target}"
+            else:
+                how = f"add the same Environment= lines to {target}"
+            if route.no_proxy_entry is not None and route.source:
+                how = f"remove {route.no_proxy_entry!r} from NO_PROXY in {route.source}"
+            fixes.append(f"{how} and restart {config.restart_name}")
+        return f"{text}: {'; '.join(fixes)}" if fixes else text
+    proxies = {r.proxy for r in proxied}
+    if len(proxies) == 1:
+        return f"{text}: the same proxy with different credentials; make them the same"
+    return f"{text}: make the proxies the same"

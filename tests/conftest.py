@@ -1,0 +1,25 @@
+"""Shared fixtures. `lab`: the network lab of tests/lab, built once per session.
+
+The lab needs root, iproute2, nftables and docker-registry; where they are missing, every test
+that asks for `lab` is skipped with the reason (CI runs as root with them installed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from lab import Lab, missing_requirements
+
+
+@pytest.fixture(scope="session", name="lab")
+def lab_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The running lab (namespaces, DNS, registries, fault servers), torn down at session end."""
+    reason = missing_requirements()
+    if reason is not None:
+        pytest.skip(reason)
+    running = Lab.start(tmp_path_factory.mktemp("lab"))
+    try:
+        yield running
+    finally:
+        running.close()

@@ -1,0 +1,422 @@
+"""The network lab: a node, an internet, and on it every fault the probe must name.
+
+Topology (all addresses in 198.18.0.0/15, the benchmarking range; nothing on the host changes):
+
+    rp<pid>-node  198.18.0.2/24 ──veth── 198.18.0.1/24  rp<pid>-net
+    default via 198.18.0.1                 DNS 198.18.0.53 (UDP+TCP), services 198.18.1.x/32 on lo
+
+"node" is where the probe runs, with nftables rules of its own for the firewall faults; "net"
+holds the DNS server, two real docker-registry instances and the fault server. `SERVICES` is the
+whole map: every lab name, its address and what answers there. All names are known when the lab
+starts; `Lab.set_name()` adds or changes one at runtime (the DNS server rereads its zone file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .netns import PREFIX, Namespace, ip, remove_leftovers
+from .pki import CertFiles, CertificateAuthority
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAB_DIR = Path(__file__).resolve().parent
+REQUIRED_TOOLS = ("ip", "nft", "docker-registry")
+
+NODE_ADDRESS = "198.18.0.2"
+GATEWAY = "198.18.0.1"
+DNS_ADDRESS = "198.18.0.53"
+DEAD_DNS_ADDRESS = "198.18.0.99"  # exists on net, but node's firewall drops all it sends back
+
+
+@dataclass(frozen=True)
+class Service:
+    """One lab name: its addresses and what answers on `port` there."""
+
+    name: str
+    addresses: tuple[str, ...]
+    # "docker-registry", "docker-registry-silly", a fault-server personality, or "" (nothing)
+    server: str = ""
+    # which certificate the TLS server presents: "valid", "expired", "not-yet-valid",
+    # "wrong-name" (issued for another name), "other-ca" (signed by the CA the node lacks),
+    # or "none": plain HTTP, no TLS (fault-server personalities only)
+    cert: str = "valid"
+    port: int = 443
+
+
+SERVICES: tuple[Service, ...] = (
+    Service("registry.lab.test", ("198.18.1.10",), "docker-registry"),
+    Service("authreg.lab.test", ("198.18.1.11",), "docker-registry-silly"),
+    Service("auth.lab.test", ("198.18.1.12",), "registry"),
+    Service("token.lab.test", ("198.18.1.13",), "token-realm"),
+    Service("private.lab.test", ("198.18.1.14",), "registry", "other-ca"),
+    Service("untrusted.lab.test", ("198.18.1.15",), "registry", "other-ca"),
+    Service("expired.lab.test", ("198.18.1.16",), "registry", "expired"),
+    Service("notyet.lab.test", ("198.18.1.17",), "registry", "not-yet-valid"),
+    Service("wrongname.lab.test", ("198.18.1.18",), "registry", "wrong-name"),
+    # Trusted only through etc/containerd/certs.d/port5000.lab.test:5000/ca.crt.
+    Service("port5000.lab.test", ("198.18.1.19",), "registry", "other-ca", port=5000),
+    Service("plain.lab.test", ("198.18.1.26",), "registry", "none", port=5000),
+    Service("firewall-drop.lab.test", ("198.18.1.20",)),
+    Service("firewall-reset.lab.test", ("198.18.1.21",)),
+    Service("closed.lab.test", ("198.18.1.22",)),
+    Service("host-unreachable.lab.test", ("198.18.1.23",)),
+    Service("net-unreachable.lab.test", ("198.18.1.24",)),
+    Service("no-route.lab.test", ("198.18.1.25",)),
+    Service("tls-silent.lab.test", ("198.18.1.30",), "tls-silent"),
+    Service("tls-garbage.lab.test", ("198.18.1.31",), "tls-garbage"),
+    Service("tls-alert.lab.test", ("198.18.1.32",), "tls-alert"),
+    Service("http-silent.lab.test", ("198.18.1.33",), "http-silent"),
+    Service("captive.lab.test", ("198.18.1.34",), "captive"),
+    Service("status-503.lab.test", ("198.18.1.35",), "status-503"),
+    Service("status-503-registry.lab.test", ("198.18.1.36",), "status-503-registry"),
+    # Two addresses: the first a healthy registry, the second with nothing listening.
+    Service("multi.lab.test", ("198.18.1.40", "198.18.1.41"), "registry"),
+)
+
+# Names whose DNS answer is the fault (values as in dnsserver.py's zone file).
+DNS_FAULTS: dict[str, object] = {
+    "nxdomain.lab.test": "nxdomain",
+    "noanswer.lab.test": {"TXT": ["this name exists and has no address"]},
+    "servfail.lab.test": "servfail",
+    "refused.lab.test": "refused",
+    "dns-drop.lab.test": "drop",
+}
+
+# The node's firewall (nft, node namespace only) and routes; see SERVICES for the names.
+NODE_NFT = """
+table ip registry_probe_lab {
+    chain output {
+        type filter hook output priority 0; policy accept;
+        ip daddr 198.18.1.21 tcp dport 443 reject with tcp reset
+        ip daddr 198.18.1.23 reject with icmp type host-unreachable
+        ip daddr 198.18.1.24 reject with icmp type net-unreachable
+    }
+    chain input {
+        # Dropped on the way back, so the SYN (or DNS query) leaves and nothing ever returns:
+        # a drop in "output" would fail sendto() at once with EPERM instead of timing out.
+        type filter hook input priority 0; policy accept;
+        ip saddr 198.18.1.20 drop
+        ip saddr 198.18.0.99 drop
+    }
+}
+"""
+NODE_UNREACHABLE_ROUTE = "198.18.1.25/32"
+
+
+@dataclass(frozen=True)
+class CompletedRun:
+    """One `probe check` run: exit status, the parsed JSON report (None if unparseable), timing."""
+
+    exit_code: int
+    json: dict[str, Any] | None
+    stdout: str
+    stderr: str
+    elapsed: float
+
+    def registry(self, name: str) -> dict[str, Any]:
+        """The report of one registry (as given on the command line)."""
+        assert self.json is not None, f"no JSON report; stdout={self.stdout!r} {self.stderr=}"
+        for entry in self.json["registries"]:
+            if entry["registry"] == name:
+                return dict(entry)
+        raise AssertionError(f"{name} not in report: {self.json}")
+
+    def checks(self, registry: str, check: str | None = None) -> list[dict[str, Any]]:
+        """The checks of one registry, optionally only those of one kind."""
+        return [
+            c for c in self.registry(registry)["checks"] if check is None or c["check"] == check
+        ]
+
+    def failed(self, registry: str) -> list[dict[str, Any]]:
+        return [c for c in self.checks(registry) if not c["ok"]]
+
+    def describe(self) -> str:
+        """Everything about the run, for assertion messages."""
+        body = json.dumps(self.json, indent=1) if self.json is not None else self.stdout
+        return f"exit={self.exit_code} elapsed={self.elapsed:.2f}s\n{body}\nstderr:\n{self.stderr}"
+
+
+class Lab:
+    """A running lab. Build with `Lab.start(workdir)`, always `close()` it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.prefix = f"{PREFIX}{os.getpid()}"
+        self.node: Namespace | None = None
+        self.net: Namespace | None = None
+        self.ca = CertificateAuthority("registry-probe lab CA")
+        self.other_ca = CertificateAuthority("registry-probe other CA (not trusted by the node)")
+        self.zone_path = workdir / "zone.json"
+        self.zone: dict[str, object] = {}
+        self._roots = 0
+
+    # ----- building -----------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, workdir: Path) -> Lab:
+        remove_leftovers()
+        lab = cls(workdir)
+        try:
+            lab._build()
+        except BaseException:
+            lab.close()
+            raise
+        return lab
+
+    def _build(self) -> None:
+        self.node = Namespace.create(f"{self.prefix}-node")
+        self.net = Namespace.create(f"{self.prefix}-net")
+        node_if, net_if = f"{self.prefix}n", f"{self.prefix}x"
+        # Both veth ends are born inside their namespaces: no name ever appears on the host.
+        ip(
+            "link", "add", node_if, "netns", self.node.name, "type", "veth",
+            "peer", "name", net_if, "netns", self.net.name,
+        )  # fmt: skip
+        self.node.ip("addr", "add", f"{NODE_ADDRESS}/24", "dev", node_if)
+        self.node.ip("link", "set", node_if, "up")
+        self.node.ip("route", "add", "default", "via", GATEWAY)
+        self.node.ip("route", "add", "unreachable", NODE_UNREACHABLE_ROUTE)
+        self.net.ip("addr", "add", f"{GATEWAY}/24", "dev", net_if)
+        self.net.ip("link", "set", net_if, "up")
+        for address in (DNS_ADDRESS, DEAD_DNS_ADDRESS):
+            self.net.ip("addr", "add", f"{address}/32", "dev", net_if)
+        for service in SERVICES:
+            for address in service.addresses:
+                self.net.ip("addr", "add", f"{address}/32", "dev", "lo")
+        self.node.run(["nft", "-f", "-"], input_text=NODE_NFT)
+
+        self.zone = {s.name: {"A": list(s.addresses)} for s in SERVICES} | dict(DNS_FAULTS)
+        self._write_zone()
+        self.net.spawn(
+            "dnsserver",
+            [sys.executable, str(LAB_DIR / "dnsserver.py"), str(self.zone_path), DNS_ADDRESS],
+            self.workdir / "dnsserver.log",
+            listens=[("udp", DNS_ADDRESS, 53), ("tcp", DNS_ADDRESS, 53)],
+        )
+        self._start_registries()
+        self._start_fault_server()
+
+    def _certs_for(self, service: Service) -> CertFiles:
+        directory = self.workdir / "certs"
+        directory.mkdir(exist_ok=True)
+        stem = service.name
+        now = dt.datetime.now(dt.UTC)
+        match service.cert:
+            case "valid":
+                return self.ca.issue(directory, stem, [service.name])
+            case "expired":
+                return self.ca.issue(
+                    directory,
+                    stem,
+                    [service.name],
+                    not_before=now - dt.timedelta(days=30),
+                    not_after=now - dt.timedelta(days=1),
+                )
+            case "not-yet-valid":
+                return self.ca.issue(
+                    directory,
+                    stem,
+                    [service.name],
+                    not_before=now + dt.timedelta(days=1),
+                    not_after=now + dt.timedelta(days=30),
+                )
+            case "wrong-name":
+                return self.ca.issue(directory, stem, ["elsewhere.lab.test"])
+            case "other-ca":
+                return self.other_ca.issue(directory, stem, [service.name])
+        raise ValueError(service.cert)
+
+    def _start_registries(self) -> None:
+        assert self.net is not None
+        for service in SERVICES:
+            if not service.server.startswith("docker-registry"):
+                continue
+            address = service.addresses[0]
+            certs = self._certs_for(service)
+            storage = self.workdir / f"storage-{service.name}"
+            storage.mkdir()
+            auth = ""
+            if service.server == "docker-registry-silly":
+                # "silly" auth answers any request without Authorization with 401 and a Bearer
+                # challenge, as a registry behind a token service does (Docker Hub, Harbor).
+                auth = (
+                    "auth:\n  silly:\n    realm: https://auth.lab.test/token\n"
+                    f"    service: {service.name}\n"
+                )
+            config = self.workdir / f"registry-{service.name}.yml"
+            config.write_text(
+                "version: 0.1\n"
+                "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+                f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
+                f"http:\n  addr: {address}:{service.port}\n  secret: lab-{self.prefix}\n"
+                f"  tls:\n    certificate: {certs.cert}\n    key: {certs.key}\n"
+                f"{auth}",
+                encoding="utf-8",
+            )
+            self.net.spawn(
+                service.name,
+                ["docker-registry", "serve", str(config)],
+                self.workdir / f"registry-{service.name}.log",
+                listens=[("tcp", address, service.port)],
+            )
+
+    def _start_fault_server(self) -> None:
+        assert self.net is not None
+        listeners = []
+        for service in SERVICES:
+            if not service.server or service.server.startswith("docker-registry"):
+                continue
+            listener: dict[str, object] = {
+                # A name with several addresses serves on the first; the others are dead.
+                "address": service.addresses[0],
+                "port": service.port,
+                "personality": service.server,
+                "tls": service.cert != "none",
+            }
+            if service.cert != "none":
+                certs = self._certs_for(service)
+                listener |= {"cert": str(certs.cert), "key": str(certs.key)}
+            listeners.append(listener)
+        config = self.workdir / "faultserver.json"
+        config.write_text(json.dumps(listeners, indent=1), encoding="utf-8")
+        self.net.spawn(
+            "faultserver",
+            [sys.executable, str(LAB_DIR / "faultserver.py"), str(config)],
+            self.workdir / "faultserver.log",
+            listens=[("tcp", str(x["address"]), int(str(x["port"]))) for x in listeners],
+        )
+
+    def close(self) -> None:
+        """Stop every lab process and delete both namespaces; safe to call twice."""
+        for ns in (self.node, self.net):
+            if ns is not None:
+                ns.close()
+        self.node = self.net = None
+
+    # ----- using --------------------------------------------------------------------------------
+
+    def set_name(self, name: str, behaviour: object) -> None:
+        """Add or change one DNS name (`{"A": [...]}` or "nxdomain"/"servfail"/"refused"/"drop")."""
+        self.zone[name] = behaviour
+        self._write_zone()
+
+    @contextlib.contextmanager
+    def name_changed(self, name: str, behaviour: object) -> Iterator[None]:
+        """Give `name` another DNS behaviour for the duration of a `with` block."""
+        before = self.zone.get(name)
+        self.set_name(name, behaviour)
+        try:
+            yield
+        finally:
+            if before is None:
+                del self.zone[name]
+                self._write_zone()
+            else:
+                self.set_name(name, before)
+
+    def _write_zone(self) -> None:
+        # Rename over the old file, so the server never reads a half-written zone; bump the mtime
+        # past the old one in case two writes land within the filesystem's timestamp granularity.
+        old = self.zone_path.stat().st_mtime_ns if self.zone_path.exists() else 0
+        tmp = self.zone_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.zone, indent=1), encoding="utf-8")
+        new = max(time.time_ns(), old + 1_000_000)
+        os.utime(tmp, ns=(new, new))
+        tmp.replace(self.zone_path)
+
+    def host_root(
+        self,
+        *,
+        nameservers: tuple[str, ...] = (DNS_ADDRESS,),
+        resolv_options: str = "options timeout:1 attempts:1",
+        trust_lab_ca: bool = True,
+        certs_d: dict[str, bytes] | None = None,
+    ) -> Path:
+        """A fresh node filesystem: resolv.conf, CA bundle and containerd certs.d CAs.
+
+        `nameservers=()` writes a resolv.conf without any nameserver line; `certs_d` maps a
+        `host[:port]` to the PEM of `etc/containerd/certs.d/<host[:port]>/ca.crt`.
+        """
+        self._roots += 1
+        root = self.workdir / f"hostroot-{self._roots}"
+        etc = root / "etc"
+        (etc / "ssl" / "certs").mkdir(parents=True)
+        lines = ["# written by the registry-probe lab"]
+        lines += [f"nameserver {n}" for n in nameservers]
+        if resolv_options:
+            lines.append(resolv_options)
+        (etc / "resolv.conf").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        bundle = self.ca.pem if trust_lab_ca else b""
+        (etc / "ssl" / "certs" / "ca-certificates.crt").write_bytes(bundle)
+        for host, pem in (certs_d or {}).items():
+            directory = etc / "containerd" / "certs.d" / host
+            directory.mkdir(parents=True)
+            (directory / "ca.crt").write_bytes(pem)
+        return root
+
+    def check(
+        self,
+        registries: list[str],
+        host_root: Path | None = None,
+        timeout: float = 2.0,
+        extra_args: tuple[str, ...] = (),
+    ) -> CompletedRun:
+        """Run `python -m probe check ... --output json` inside the node namespace."""
+        assert self.node is not None
+        root = host_root if host_root is not None else self.host_root()
+        argv = [
+            "ip", "netns", "exec", self.node.name,
+            sys.executable, "-m", "probe", "check", "--no-discover",
+            "--host-root", str(root), "--timeout", str(timeout), "--output", "json",
+        ]  # fmt: skip
+        for registry in registries:
+            argv += ["--registry", registry]
+        argv += list(extra_args)
+        # The probe reads proxies from the node's files only; keep the host's out of its way.
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout * 3 + 15,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(
+                f"probe check {registries} still running after {e.timeout:.0f}s"
+            ) from e
+        elapsed = time.monotonic() - started
+        report = None
+        with contextlib.suppress(ValueError):
+            report = json.loads(done.stdout)
+        return CompletedRun(done.returncode, report, done.stdout, done.stderr, elapsed)
+
+    def run_in_node(self, argv: list[str], timeout: float = 10) -> subprocess.CompletedProcess[str]:
+        """Run a short command in the node namespace (for checking the lab itself)."""
+        assert self.node is not None
+        return self.node.run(argv, timeout=timeout)
+
+
+def missing_requirements() -> str | None:
+    """Why the lab cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "the network lab needs root (network namespaces, nftables)"
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"the lab needs {', '.join(missing)} (Debian: iproute2, nftables, docker-registry)"
+    return None
