@@ -42,6 +42,7 @@ class RegistryConfig:
     credentials_file: str | None = None
     blob_hosts: tuple[str, ...] | None = None  # None: the default (Docker Hub's CDN for Docker Hub)
     source: str = "config"  # config, flag, default, or the runtime file it was discovered in
+    node_ca_files: tuple[str, ...] = ()  # CAs named by the node's runtime config (under host_root)
 
     @property
     def is_docker_hub(self) -> bool:

@@ -78,6 +78,18 @@ class Connection:
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return b""
 
+    async def read_head(self, limit: int = 16384) -> bytes:
+        """An HTTP response head (through the blank line) before TLS, leaving the rest unread.
+
+        Used for a proxy's answer to CONNECT: whatever follows belongs to the tunnel.
+        """
+        try:
+            return await self._reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as error:
+            return error.partial
+        except asyncio.LimitOverrunError:
+            return await self._reader.read(limit)
+
     async def aclose(self) -> None:
         self._writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):

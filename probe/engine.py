@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import ssl
@@ -26,7 +27,9 @@ from urllib.parse import urlsplit
 from probe.checks import CheckFn, Endpoint, Outcome, Probe, check_functions
 from probe.checks.ratelimit import DockerHubRateLimit
 from probe.config import DOCKER_HUB, Config, RegistryConfig
+from probe.discovery import discover
 from probe.fetch import NodeClient
+from probe.goproxy import ProxyURL
 from probe.hostfs import host_path, read_host_text
 from probe.node import (
     CA_BUNDLES,
@@ -40,12 +43,23 @@ from probe.node import (
 )
 from probe.reasons import PHASES, CheckKind, Reason
 from probe.result import CheckResult, RateLimit, RegistryReport
+from probe.routes import NodeRoutes, read_node_routes
+from probe.runtimes import Route, consistent
 
 # Each check's phase, and the reason and words (kubelet's, where it has them) for its timeout.
-_PHASE = {CheckKind.DNS: "resolve", CheckKind.TCP: "connect", CheckKind.TLS: "tls"}
+_PHASE = {
+    CheckKind.DNS: "resolve",
+    CheckKind.TCP: "connect",
+    CheckKind.PROXY: "connect",
+    CheckKind.TLS: "tls",
+}
 _TIMEOUT: dict[CheckKind, tuple[Reason, str]] = {
     CheckKind.DNS: (Reason.DNS_TIMEOUT, "lookup {host}: i/o timeout (no resolver answered)"),
     CheckKind.TCP: (Reason.TCP_TIMEOUT, "dial tcp {address}: i/o timeout (SYN unanswered)"),
+    CheckKind.PROXY: (
+        Reason.PROXY_UNREACHABLE,
+        "proxyconnect tcp: i/o timeout (the proxy did not answer or tunnel)",
+    ),
     CheckKind.TLS: (Reason.TLS_HANDSHAKE_TIMEOUT, "net/http: TLS handshake timeout"),
     CheckKind.HTTP: (
         Reason.HTTP_TIMEOUT,
@@ -99,10 +113,27 @@ class Engine:
         self._ratelimit = DockerHubRateLimit(hub.ratelimit_interval, credentials, config.timeout)
 
     def registries(self) -> tuple[RegistryConfig, ...]:
-        """What to probe: the configured registries, or Docker Hub when none is named."""
-        if self.config.registries:
-            return self.config.registries
-        return (RegistryConfig(host=DOCKER_HUB, source="default"),)
+        """What to probe: the configured registries (Docker Hub when none is named), then the
+        registries and mirrors the node's runtimes are configured for, unless discovery is off.
+        """
+        named = self.config.registries or (RegistryConfig(host=DOCKER_HUB, source="default"),)
+        if not self.config.discover:
+            return named
+        seen = {(r.scheme, r.api_host) for r in named}
+        found: list[RegistryConfig] = []
+        for discovered in discover(self.config.host_root).registries:
+            registry = RegistryConfig(
+                host=discovered.host,
+                scheme=discovered.scheme,
+                insecure_skip_verify=discovered.skip_verify,
+                node_ca_files=discovered.ca_files,
+                source=f"discovered in {discovered.source}" if discovered.source else "discovered",
+            )
+            key = (registry.scheme, registry.api_host)
+            if key not in seen:
+                seen.add(key)
+                found.append(registry)
+        return named + tuple(found)
 
     @property
     def node(self) -> str:
@@ -118,34 +149,38 @@ class Engine:
     async def probe_registry(self, registry: RegistryConfig) -> RegistryReport:
         tls = registry.scheme == "https"
         host, port = split_host_port(registry.api_host, 443 if tls else 80)
+        main = Endpoint(host, port, "registry", tls=tls)
         try:
             context = self._ssl_context(registry) if tls else None
         except (OSError, ssl.SSLError) as error:
-            return self._trust_failure(registry, Endpoint(host, port, "registry", tls), error)
-        main = Endpoint(host, port, "registry", tls=tls)
+            return self._trust_failure(registry, main, error)
+        routes = read_node_routes(self.config.host_root, self.config.runtimes)
         blobs = [Endpoint(*split_host_port(b, 443), "blob") for b in registry.effective_blob_hosts]
         async with asyncio.TaskGroup() as group:
-            main_task = group.create_task(self._probe_endpoint(main, context))
-            blob_tasks = [group.create_task(self._probe_endpoint(b, context)) for b in blobs]
+            main_task = group.create_task(self._probe_endpoint(main, context, routes))
+            blob_tasks = [
+                group.create_task(self._probe_endpoint(b, context, routes)) for b in blobs
+            ]
         checks = list(main_task.result())
         realm = next((c.realm for c in checks if c.realm), None)
         auth = _realm_endpoint(realm) if realm else None
         checked = {main.name, *(b.name for b in blobs)}
-        auth_checks: list[_Check] = []
+        others: list[_Check] = []
         if auth is not None and auth.name not in checked:
             auth_context = context if auth.tls else None
-            auth_checks = await self._probe_endpoint(auth, auth_context)
+            others = await self._probe_endpoint(auth, auth_context, routes)
         for task in blob_tasks:
-            auth_checks.extend(task.result())
-        results = [c.result for c in [*checks, *auth_checks]]
+            others.extend(task.result())
+        results = [c.result for c in checks]
+        reachable = all(r.ok for r in results)
+        target = registry.api_host if tls else f"http://{registry.api_host}"
+        runtime_routes = routes.routes(target)
+        if routes.configs:
+            results = _with_route_verdict(results, main, routes, runtime_routes)
+        results += [c.result for c in others]
         limits: tuple[RateLimit, ...] = ()
-        if (
-            registry.is_docker_hub
-            and tls
-            and context is not None
-            and all(c.result.ok for c in checks)
-        ):
-            client = NodeClient(self._resolv_conf(), self._hosts_file(), context)
+        if registry.is_docker_hub and context is not None and reachable:
+            client = NodeClient(self._resolv_conf(), self._hosts_file(), context, routes)
             read = await self._ratelimit.check(client, main.name)
             if read is not None:
                 results.append(read[0])
@@ -155,6 +190,8 @@ class Engine:
             checks=tuple(results),
             finished_at=time.time(),
             ratelimits=limits,
+            routes=tuple(r.to_result() for r in runtime_routes),
+            proxy_consistent=consistent(runtime_routes) if routes.configs else None,
         )
 
     def _resolv_conf(self) -> str:
@@ -164,8 +201,16 @@ class Engine:
         return str(host_path(self.config.host_root, HOSTS_FILE))
 
     async def _probe_endpoint(
-        self, endpoint: Endpoint, context: ssl.SSLContext | None
+        self, endpoint: Endpoint, context: ssl.SSLContext | None, routes: NodeRoutes
     ) -> list[_Check]:
+        proxy = routes.proxy_for(endpoint)
+        tail = [CheckKind.TLS] if endpoint.tls else []
+        if endpoint.role == "registry":
+            tail.append(CheckKind.HTTP)
+        if proxy is not None:
+            # Through a proxy the node neither resolves nor dials the endpoint: the proxy does.
+            run = await self._probe_address(endpoint, context, "", [CheckKind.PROXY, *tail], proxy)
+            return [_Check.of(endpoint, kind, [("", outcome)]) for kind, outcome in run.outcomes]
         probe = Probe(
             endpoint=endpoint,
             resolv_conf=self._resolv_conf(),
@@ -176,11 +221,7 @@ class Engine:
         checks = [_Check.of(endpoint, CheckKind.DNS, [("", resolved)])]
         if not resolved.ok:
             return checks
-        kinds = [CheckKind.TCP]
-        if endpoint.tls:
-            kinds.append(CheckKind.TLS)
-        if endpoint.role == "registry":
-            kinds.append(CheckKind.HTTP)
+        kinds = [CheckKind.TCP, *tail]
         async with asyncio.TaskGroup() as group:
             tasks = [
                 group.create_task(self._probe_address(endpoint, context, address, kinds))
@@ -199,8 +240,16 @@ class Engine:
         context: ssl.SSLContext | None,
         address: str,
         kinds: Sequence[CheckKind],
+        proxy: ProxyURL | None = None,
     ) -> _AddressRun:
-        probe = Probe(endpoint=endpoint, resolv_conf="", ssl_context=context, address=address)
+        probe = Probe(
+            endpoint=endpoint,
+            resolv_conf=self._resolv_conf(),
+            hosts_file=self._hosts_file(),
+            ssl_context=context,
+            address=address or None,
+            proxy=proxy,
+        )
         outcomes: list[tuple[CheckKind, Outcome]] = []
         try:
             for kind in kinds:
@@ -241,6 +290,7 @@ class Engine:
             self._trust = (trust_key, read_node_trust(root))
             self._contexts.clear()
         extra: list[Path | str] = list(containerd_ca_files(root, registry.api_host))
+        extra += [host_path(root, ca) for ca in registry.node_ca_files]
         if registry.ca_file:
             extra.append(registry.ca_file)
         key = (registry.host, registry.insecure_skip_verify, *_stat_key(extra))
@@ -334,6 +384,50 @@ def aggregate(
         addresses_failed=len(failed),
         cert=cert,
     )
+
+
+def _with_route_verdict(
+    results: list[CheckResult],
+    main: Endpoint,
+    routes: NodeRoutes,
+    runtime_routes: tuple[Route, ...],
+) -> list[CheckResult]:
+    """Fold route consistency into the registry's `proxy` check (one result per check).
+
+    A tunnel that failed keeps its own reason; otherwise runtimes that disagree are
+    `proxy_mismatch`, and a CRI runtime running with other settings than its files is
+    `proxy_restart_pending`. A direct route gets a `proxy` check of its own for this verdict.
+    """
+    mismatch = routes.mismatch(runtime_routes)
+    pending = routes.restart_pending()
+    said = "; ".join(
+        f"{r.runtime} goes {'through ' + (r.proxy or '') if r.route == 'proxy' else 'direct'}"
+        for r in runtime_routes
+    )
+    index = next((i for i, r in enumerate(results) if r.check == CheckKind.PROXY), None)
+    current = results[index] if index is not None else None
+    if current is not None and not current.ok:
+        return results
+    verdict: tuple[bool, Reason | None, str]
+    if mismatch is not None:
+        verdict = (False, Reason.PROXY_MISMATCH, mismatch)
+    elif pending is not None:
+        verdict = (False, Reason.PROXY_RESTART_PENDING, pending)
+    else:
+        detail = f"{current.detail}; {said}" if current is not None else said
+        verdict = (True, None, detail)
+    ok, reason, detail = verdict
+    if current is not None:
+        if not ok:
+            detail = f"{detail} (tunnel: {current.detail})"
+        assert index is not None  # noqa: S101 - found together with current
+        results = list(results)
+        results[index] = dataclasses.replace(current, ok=ok, reason=reason, detail=detail)
+        return results
+    verdict_result = CheckResult(
+        endpoint=main.name, check=CheckKind.PROXY, ok=ok, reason=reason, detail=detail
+    )
+    return [*results, verdict_result]
 
 
 def _realm_endpoint(realm: str) -> Endpoint | None:

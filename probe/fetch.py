@@ -17,10 +17,12 @@ import httpcore
 
 from probe.checks import Endpoint, Outcome, Probe
 from probe.checks import dns as dns_check
+from probe.checks import proxy as proxy_check
 from probe.checks import tcp as tcp_check
 from probe.checks import tls as tls_check
 from probe.checks.http import Response, exchange
 from probe.reasons import Reason
+from probe.routes import NodeRoutes
 
 
 class FetchError(Exception):
@@ -37,6 +39,7 @@ class NodeClient:
     resolv_conf: str
     hosts_file: str
     ssl_context: ssl.SSLContext
+    routes: NodeRoutes | None = None  # the CRI runtime's proxies; None: always direct
 
     async def request(
         self,
@@ -57,6 +60,14 @@ class NodeClient:
             hosts_file=self.hosts_file,
             ssl_context=self.ssl_context if tls else None,
         )
+        proxy = self.routes.proxy_for(endpoint) if self.routes is not None else None
+        if proxy is not None:
+            probe.proxy = proxy
+            try:
+                _raise_for(await proxy_check.run(probe))
+                return await self._over(probe, method, url, headers, content)
+            finally:
+                await _close(probe)
         resolved = await dns_check.run(probe)
         _raise_for(resolved)
         last: Outcome | None = None
@@ -67,24 +78,35 @@ class NodeClient:
                 last = connected
                 continue
             try:
-                if tls:
-                    handshake = await tls_check.run(probe)
-                    _raise_for(handshake)
-                target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-                try:
-                    return await exchange(probe, method, target, headers, content)
-                except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
-                    raise FetchError(
-                        Reason.NOT_A_REGISTRY,
-                        f"{method} {url}: no valid HTTP answer ({type(error).__name__})",
-                    ) from None
+                return await self._over(probe, method, url, headers, content)
             finally:
-                if probe.connection is not None:
-                    with contextlib.suppress(Exception):
-                        await probe.connection.aclose()
+                await _close(probe)
         assert last is not None  # noqa: S101 - dns passed, so at least one address was tried
         _raise_for(last)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    async def _over(
+        probe: Probe, method: str, url: str, headers: list[tuple[str, str]] | None, content: bytes
+    ) -> Response:
+        """TLS (when https) and the request, on the connection the probe holds."""
+        if probe.endpoint.tls:
+            _raise_for(await tls_check.run(probe))
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            return await exchange(probe, method, target, headers, content)
+        except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
+            raise FetchError(
+                Reason.NOT_A_REGISTRY,
+                f"{method} {url}: no valid HTTP answer ({type(error).__name__})",
+            ) from None
+
+
+async def _close(probe: Probe) -> None:
+    if probe.connection is not None:
+        with contextlib.suppress(Exception):
+            await probe.connection.aclose()
 
 
 def _raise_for(outcome: Outcome) -> None:

@@ -12,9 +12,13 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from probe import __version__
 from probe.connection import Connection
+from probe.goproxy import ProxyURL
 from probe.reasons import CheckKind, Reason
 from probe.result import CertFacts
+
+USER_AGENT = f"registry-probe/{__version__}"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Probe:
     ssl_context: ssl.SSLContext | None = None
     address: str | None = None
     connection: Connection | None = None
+    proxy: ProxyURL | None = None  # the runtime's proxy for this endpoint; None: direct
 
 
 @dataclass(frozen=True)
@@ -71,11 +76,12 @@ CheckFn = Callable[[Probe], Awaitable[Outcome]]
 
 def check_functions() -> dict[CheckKind, CheckFn]:
     """The map from kind to function, as blackbox_exporter's prober table."""
-    from probe.checks import dns, http, tcp, tls
+    from probe.checks import dns, http, proxy, tcp, tls
 
     return {
         CheckKind.DNS: dns.run,
         CheckKind.TCP: tcp.run,
+        CheckKind.PROXY: proxy.run,
         CheckKind.TLS: tls.run,
         CheckKind.HTTP: http.run,
     }

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 
 import httpcore
 
-from probe import __version__
 from probe.challenge import parse_challenges
-from probe.checks import Outcome, Probe
+from probe.checks import USER_AGENT, Outcome, Probe
+from probe.checks.proxy import proxy_authorization
 from probe.connection import ConnectionStream
 from probe.reasons import Reason
 
 BODY_LIMIT = 64 * 1024  # /v2/ answers are tiny; a portal page is read only this far
-USER_AGENT = f"registry-probe/{__version__}"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
@@ -83,8 +82,15 @@ async def exchange(
 async def run(probe: Probe) -> Outcome:
     endpoint = probe.endpoint
     started = time.perf_counter()
+    target, headers = "/v2/", [("Accept", "application/json")]
+    if probe.proxy is not None and not endpoint.tls:
+        # Go asks a proxy for a plain-http URL in absolute form, with its credentials.
+        target = f"http://{endpoint.host_header}/v2/"
+        credentials = proxy_authorization(probe.proxy)
+        if credentials is not None:
+            headers.append(("Proxy-Authorization", credentials))
     try:
-        response = await exchange(probe, "GET", "/v2/", [("Accept", "application/json")])
+        response = await exchange(probe, "GET", target, headers)
     except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
         phases = {"processing": time.perf_counter() - started, "transfer": 0.0}
         return Outcome.failed(

@@ -1,0 +1,119 @@
+"""Which way each container runtime on the node goes to a registry, read from the node.
+
+The runtimes' settings come from `probe.runtimes` (unit files, drop-ins, daemon.json, k3s
+variables). Where the process is visible, its live environment wins: it is what the runtime
+really uses until it restarts, and a difference from the unit files is a restart pending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import psutil
+
+from probe.checks import Endpoint
+from probe.goproxy import ProxyConfigError, ProxyURL, decide
+from probe.redact import redact_url
+from probe.runtimes import (
+    DAEMON_JSON,
+    PROXY_VARIABLE_NAMES,
+    ProcessSource,
+    Route,
+    RuntimeProxyConfig,
+    deciding_runtime,
+    explain_mismatch,
+    live_environment,
+    read_runtimes,
+    restart_pending,
+    route_for,
+    visible_process_names,
+)
+
+
+@dataclass(frozen=True)
+class NodeRoutes:
+    """The runtimes found on the node, as they run now."""
+
+    configs: Mapping[str, RuntimeProxyConfig]  # effective: live environment where visible
+    files: Mapping[str, RuntimeProxyConfig]  # as the unit files and daemon.json give them
+    decider: str | None  # the CRI runtime whose route pulls take
+
+    def routes(self, target: str) -> tuple[Route, ...]:
+        """Every runtime's route to `target` ("host[:port]" or "http://host:port")."""
+        return tuple(route_for(target, config) for config in self.configs.values())
+
+    def deciding_route(self, target: str) -> Route | None:
+        if self.decider is None:
+            return None
+        return route_for(target, self.configs[self.decider])
+
+    def proxy_for(self, endpoint: Endpoint) -> ProxyURL | None:
+        """The proxy the CRI runtime uses for this endpoint (per-URL, as Go decides), or None."""
+        if self.decider is None:
+            return None
+        scheme = "https" if endpoint.tls else "http"
+        try:
+            decision = decide(
+                self.configs[self.decider].proxy_env, scheme, endpoint.host, endpoint.port
+            )
+        except ProxyConfigError:
+            return None
+        return decision.proxy
+
+    def mismatch(self, routes: tuple[Route, ...]) -> str | None:
+        return explain_mismatch(routes, self.configs)
+
+    def restart_pending(self) -> str | None:
+        """Why the CRI runtime runs with other proxy settings than its files give, or None."""
+        if self.decider is None:
+            return None
+        effective, files = self.configs[self.decider], self.files[self.decider]
+        if not restart_pending(files.process_env, effective.process_env):
+            return None
+        where = files.unit or files.runtime
+        return (
+            f"{files.runtime} runs with proxy settings that differ from {where}'s files "
+            f"(running: {_describe(effective)}; files: {_describe(files)}): "
+            f"run `systemctl daemon-reload && systemctl restart {files.restart_name}`"
+        )
+
+
+def read_node_routes(
+    host_root: str | os.PathLike[str], runtimes: tuple[str, ...], proc: ProcessSource = psutil
+) -> NodeRoutes:
+    names = visible_process_names(proc)
+    files = read_runtimes(host_root, runtimes, names)
+    configs: dict[str, RuntimeProxyConfig] = {}
+    for runtime, config in files.items():
+        live = live_environment(config.process, proc) if config.process in names else None
+        configs[runtime] = config if live is None else _running(config, live)
+    return NodeRoutes(MappingProxyType(configs), MappingProxyType(files), deciding_runtime(files))
+
+
+def _running(config: RuntimeProxyConfig, live: Mapping[str, str]) -> RuntimeProxyConfig:
+    """The config as the running process has it: its environment, then daemon.json on top."""
+    env = {k: v for k, v in live.items() if k in PROXY_VARIABLE_NAMES}
+    process_env = dict(env)
+    sources = dict.fromkeys(env, f"the running {config.process} process")
+    for name, value in config.environment.items():
+        if config.sources.get(name) == DAEMON_JSON:
+            env[name] = value
+            sources[name] = DAEMON_JSON
+    return dataclasses.replace(
+        config,
+        environment=MappingProxyType(env),
+        process_env=MappingProxyType(process_env),
+        sources=MappingProxyType(sources),
+    )
+
+
+def _describe(config: RuntimeProxyConfig) -> str:
+    shown = [
+        f"{k}={redact_url(v) if 'proxy' in k.lower() and k.lower() != 'no_proxy' else v}"
+        for k, v in sorted(config.process_env.items())
+    ]
+    return ", ".join(shown) or "no proxy"
