@@ -544,7 +544,7 @@ def test_credentials_never_in_messages(tmp_path: Path) -> None:
         ("registry.example.com", "registry.example.com", "https"),
         ("registry.example.com:5000", "registry.example.com:5000", "https"),
         ("Registry.Example.COM", "registry.example.com", "https"),
-        ("http://10.0.0.5:5000", "10.0.0.5:5000", "http"),
+        ("http://198.18.200.5:5000", "198.18.200.5:5000", "http"),
         ("HTTP://localhost:5000/", "localhost:5000", "http"),
         ("https://registry.example.com/", "registry.example.com", "https"),
         ("https://registry.example.com:8443", "registry.example.com:8443", "https"),

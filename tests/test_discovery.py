@@ -40,7 +40,7 @@ def test_containerd_17_config_path() -> None:
     assert _brief(list(found.registries)) == [
         ("https", "registry-1.docker.io", None),
         ("https", "mirror.example.com:5000", "registry-1.docker.io"),
-        ("http", "10.0.0.5:5000", "registry-1.docker.io"),
+        ("http", "198.18.200.5:5000", "registry-1.docker.io"),
         ("https", "quay.io", None),
         ("https", "registry.example.com:5000", None),
         ("https", "cache.example.com", "registry.example.com:5000"),
@@ -50,7 +50,7 @@ def test_containerd_17_config_path() -> None:
     assert by_host["mirror.example.com:5000"].ca_files == (
         "/etc/containerd/certs.d/docker.io/mirror-ca.crt",
     )
-    assert by_host["10.0.0.5:5000"].skip_verify
+    assert by_host["198.18.200.5:5000"].skip_verify
     # Relative ca paths are relative to the hosts directory; absolute ones stay.
     assert by_host["registry.example.com:5000"].ca_files == (
         "/etc/containerd/certs.d/registry.example.com:5000/ca.crt",
