@@ -197,6 +197,21 @@ def endpoint_phases(checks: Iterable[CheckResult]) -> dict[str, float]:
     return phases
 
 
+def address_states(checks: list[CheckResult]) -> tuple[int, int]:
+    """(answered, failed) addresses of one endpoint over its whole pipeline.
+
+    Every resolved address gets one connection carrying tcp (or the proxy tunnel), tls and http,
+    and stops at its first failure: so the failed addresses are the sum over the stages, and
+    the ones that answered are those the first stage passed, less those a later stage failed.
+    """
+    stages = [c for c in checks if c.check not in (CheckKind.DNS, CheckKind.RATELIMIT)]
+    if not stages:
+        return 0, 0
+    failed = sum(c.addresses_failed for c in stages)
+    later_failed = sum(c.addresses_failed for c in stages[1:])
+    return max(stages[0].addresses_ok - later_failed, 0), failed
+
+
 class ProbeCollector(Collector):
     """Renders the latest report of every configured registry, at scrape time.
 
@@ -256,9 +271,7 @@ class ProbeCollector(Collector):
             checks = [c for c in report.checks if c.endpoint == endpoint]
             for phase, seconds in endpoint_phases(checks).items():
                 families[DURATION].add_metric([registry, endpoint, phase], seconds)
-            # The tcp check tries every resolved address, so its counts are the endpoint's.
-            tcp = next((c for c in checks if c.check == CheckKind.TCP), None)
-            ok, failed = (tcp.addresses_ok, tcp.addresses_failed) if tcp else (0, 0)
+            ok, failed = address_states(checks)
             families[ENDPOINT_ADDRESSES].add_metric([registry, endpoint, "ok"], ok)
             families[ENDPOINT_ADDRESSES].add_metric([registry, endpoint, "failed"], failed)
             cert = next((c.cert for c in checks if c.cert is not None), None)
