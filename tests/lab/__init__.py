@@ -1,25 +1,45 @@
 """The network lab the fault tests run the probe in: namespaces, DNS, registries, faults.
 
 `Lab.start(workdir)` builds it (tests use the session fixture `lab` from tests/conftest.py);
-`lab.check([...], lab.host_root(...))` runs `probe check --output json` on the lab's node.
+`lab.check([...], lab.host_root(...))` runs `probe check --output json` on the lab's node, or
+with `node="proxied"` on the node whose only way out is a proxy (`lab.squid`, `lab.tinyproxy`);
+`lab.dockerhub` is the Docker Hub stand-in behind Docker Hub's real names.
 """
 
+from .dockerhub import DockerHubStandin, RequestCounts
 from .lab import (
     DEAD_DNS_ADDRESS,
     DNS_ADDRESS,
+    DOCKERHUB_ADDRESS,
+    EXTRA_NAMES,
+    NODE_ADDRESS,
+    NODES,
+    PROXIED_NODE_ADDRESS,
     SERVICES,
+    AgentRun,
     CompletedRun,
     Lab,
     Service,
     missing_requirements,
 )
+from .proxies import DENIED_NAME, Proxy
 
 __all__ = [
     "DEAD_DNS_ADDRESS",
+    "DENIED_NAME",
     "DNS_ADDRESS",
+    "DOCKERHUB_ADDRESS",
+    "EXTRA_NAMES",
+    "NODES",
+    "NODE_ADDRESS",
+    "PROXIED_NODE_ADDRESS",
     "SERVICES",
+    "AgentRun",
     "CompletedRun",
+    "DockerHubStandin",
     "Lab",
+    "Proxy",
+    "RequestCounts",
     "Service",
     "missing_requirements",
 ]

@@ -2,13 +2,18 @@
 
 Topology (all addresses in 198.18.0.0/15, the benchmarking range; nothing on the host changes):
 
-    rp<pid>-node  198.18.0.2/24 ──veth── 198.18.0.1/24  rp<pid>-net
-    default via 198.18.0.1                 DNS 198.18.0.53 (UDP+TCP), services 198.18.1.x/32 on lo
+    rp<pid>-node   198.18.0.2/24 ──veth── 198.18.0.1/24  rp<pid>-net
+    default via 198.18.0.1                  DNS 198.18.0.53 (UDP+TCP), services 198.18.1.x/32 on lo
+    rp<pid>-pnode  198.18.0.3/24 ──veth── 198.18.0.1/32, route 198.18.0.3/32
+    default via 198.18.0.1
 
 "node" is where the probe runs, with nftables rules of its own for the firewall faults; "net"
-holds the DNS server, two real docker-registry instances and the fault server. `SERVICES` is the
-whole map: every lab name, its address and what answers there. All names are known when the lab
-starts; `Lab.set_name()` adds or changes one at runtime (the DNS server rereads its zone file).
+holds the DNS server, two real docker-registry instances, the fault server, the Docker Hub
+stand-in (dockerhub.py) and two forward proxies (proxies.py). "pnode", the proxied node, drops
+every direct TCP connection to ports 443 and 5000: the proxies are its only way to a registry.
+`SERVICES` is the map of the fault tests: every lab name, its address and what answers there;
+`EXTRA_NAMES` the names of Docker Hub and the proxies. All names are known when the lab starts;
+`Lab.set_name()` adds or changes one at runtime (the DNS server rereads its zone file).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import contextlib
 import datetime as dt
 import json
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,17 +33,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .netns import PREFIX, Namespace, ip, remove_leftovers
+from .dockerhub import NAMES as DOCKERHUB_NAMES
+from .dockerhub import DockerHubStandin
+from .netns import PREFIX, LabProcess, Namespace, ip, remove_leftovers
 from .pki import CertFiles, CertificateAuthority
+from .proxies import DENIED_NAME, Proxies, Proxy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(__file__).resolve().parent
-REQUIRED_TOOLS = ("ip", "nft", "docker-registry")
+REQUIRED_TOOLS = ("ip", "nft", "docker-registry", "squid", "tinyproxy", "unshare", "mount")
 
 NODE_ADDRESS = "198.18.0.2"
 GATEWAY = "198.18.0.1"
 DNS_ADDRESS = "198.18.0.53"
 DEAD_DNS_ADDRESS = "198.18.0.99"  # exists on net, but node's firewall drops all it sends back
+PROXIED_NODE_ADDRESS = "198.18.0.3"
+DOCKERHUB_ADDRESS = "198.18.1.50"
+REGISTRY_ADDRESS = "198.18.1.10"  # registry.lab.test
+SQUID = Proxy("squid.lab.test", "198.18.1.60", 3128)
+TINYPROXY_USER = "labproxy"
+TINYPROXY_NAME, TINYPROXY_ADDRESS, TINYPROXY_PORT = "tinyproxy.lab.test", "198.18.1.61", 8888
+NODES = ("node", "proxied")
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,29 @@ table ip registry_probe_lab {
 """
 NODE_UNREACHABLE_ROUTE = "198.18.1.25/32"
 
+# Names beside SERVICES: Docker Hub's (the stand-in), the proxies, and a name squid refuses
+# (it resolves to registry.lab.test, so only the proxy's rule stands in the way).
+EXTRA_NAMES: dict[str, str] = {
+    **dict.fromkeys(DOCKERHUB_NAMES, DOCKERHUB_ADDRESS),
+    SQUID.name: SQUID.address,
+    TINYPROXY_NAME: TINYPROXY_ADDRESS,
+    DENIED_NAME: REGISTRY_ADDRESS,
+}
+
+# The proxied node's firewall: no direct TCP to a registry port; the proxies are the way out.
+# Dropped in "output", so the SYN never leaves: connect() times out, as behind a real egress
+# firewall (TCP retransmits; only a datagram socket would see EPERM).
+_PROXY_PORTS = f"{SQUID.address} . {SQUID.port}, {TINYPROXY_ADDRESS} . {TINYPROXY_PORT}"
+PROXIED_NODE_NFT = f"""
+table ip registry_probe_lab {{
+    chain output {{
+        type filter hook output priority 0; policy accept;
+        ip daddr . tcp dport {{ {_PROXY_PORTS} }} accept
+        tcp dport {{ 443, 5000 }} drop
+    }}
+}}
+"""
+
 
 @dataclass(frozen=True)
 class CompletedRun:
@@ -147,6 +187,22 @@ class CompletedRun:
         return f"exit={self.exit_code} elapsed={self.elapsed:.2f}s\n{body}\nstderr:\n{self.stderr}"
 
 
+@dataclass(frozen=True)
+class AgentRun:
+    """One `probe run` that was stopped with SIGTERM after a while: exit status and output."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    elapsed: float
+
+    def describe(self) -> str:
+        return (
+            f"exit={self.exit_code} elapsed={self.elapsed:.2f}s\nstdout:\n{self.stdout}\n"
+            f"stderr:\n{self.stderr}"
+        )
+
+
 class Lab:
     """A running lab. Build with `Lab.start(workdir)`, always `close()` it."""
 
@@ -154,12 +210,24 @@ class Lab:
         self.workdir = workdir
         self.prefix = f"{PREFIX}{os.getpid()}"
         self.node: Namespace | None = None
+        self.pnode: Namespace | None = None  # the proxied node
         self.net: Namespace | None = None
         self.ca = CertificateAuthority("registry-probe lab CA")
         self.other_ca = CertificateAuthority("registry-probe other CA (not trusted by the node)")
         self.zone_path = workdir / "zone.json"
         self.zone: dict[str, object] = {}
         self._roots = 0
+        self.dockerhub = DockerHubStandin(workdir, DOCKERHUB_ADDRESS)
+        self._proxies = Proxies(self.prefix, workdir)
+        self.squid = SQUID  # gets its access log when started
+        # tinyproxy's password is random, so a test can search every output for it.
+        self.tinyproxy = Proxy(
+            TINYPROXY_NAME,
+            TINYPROXY_ADDRESS,
+            TINYPROXY_PORT,
+            TINYPROXY_USER,
+            f"proxy-pw-{secrets.token_hex(8)}",
+        )
 
     # ----- building -----------------------------------------------------------------------------
 
@@ -195,8 +263,15 @@ class Lab:
             for address in service.addresses:
                 self.net.ip("addr", "add", f"{address}/32", "dev", "lo")
         self.node.run(["nft", "-f", "-"], input_text=NODE_NFT)
+        self._build_proxied_node()
+        for address in (DOCKERHUB_ADDRESS, SQUID.address, TINYPROXY_ADDRESS):
+            self.net.ip("addr", "add", f"{address}/32", "dev", "lo")
 
-        self.zone = {s.name: {"A": list(s.addresses)} for s in SERVICES} | dict(DNS_FAULTS)
+        self.zone = (
+            {s.name: {"A": list(s.addresses)} for s in SERVICES}
+            | dict(DNS_FAULTS)
+            | {name: {"A": [address]} for name, address in EXTRA_NAMES.items()}
+        )
         self._write_zone()
         self.net.spawn(
             "dnsserver",
@@ -204,8 +279,40 @@ class Lab:
             self.workdir / "dnsserver.log",
             listens=[("udp", DNS_ADDRESS, 53), ("tcp", DNS_ADDRESS, 53)],
         )
+        # Started together, then waited for: each takes a moment to come up.
+        started = len(self.net.processes)
+        self.dockerhub.start(self.net, self.ca)
+        self.squid = self._proxies.start_squid(self.net, SQUID, DNS_ADDRESS)
+        self._proxies.start_tinyproxy(self.net, self.tinyproxy, DNS_ADDRESS)
+        waiting = self.net.processes[started:]
         self._start_registries()
         self._start_fault_server()
+        for process in waiting:
+            process.wait_listening(process.listens, deadline_seconds=15)
+
+    def _build_proxied_node(self) -> None:
+        """A second node whose only way to ports 443 and 5000 is through a proxy."""
+        assert self.net is not None
+        self.pnode = Namespace.create(f"{self.prefix}-pnode")
+        pnode_if, net_if = f"{self.prefix}p", f"{self.prefix}q"
+        ip(
+            "link", "add", pnode_if, "netns", self.pnode.name, "type", "veth",
+            "peer", "name", net_if, "netns", self.net.name,
+        )  # fmt: skip
+        self.pnode.ip("addr", "add", f"{PROXIED_NODE_ADDRESS}/24", "dev", pnode_if)
+        self.pnode.ip("link", "set", pnode_if, "up")
+        self.pnode.ip("route", "add", "default", "via", GATEWAY)
+        # net already has the /24 on the first node's veth: this end gets the gateway address
+        # alone (so it answers ARP for it) and a host route, more specific than the /24.
+        self.net.ip("addr", "add", f"{GATEWAY}/32", "dev", net_if)
+        self.net.ip("link", "set", net_if, "up")
+        self.net.ip("route", "add", f"{PROXIED_NODE_ADDRESS}/32", "dev", net_if)
+        self.pnode.run(["nft", "-f", "-"], input_text=PROXIED_NODE_NFT)
+
+    @property
+    def proxies(self) -> tuple[Proxy, Proxy]:
+        """squid (no credentials), then tinyproxy (Basic auth)."""
+        return (self.squid, self.tinyproxy)
 
     def _certs_for(self, service: Service) -> CertFiles:
         directory = self.workdir / "certs"
@@ -298,11 +405,12 @@ class Lab:
         )
 
     def close(self) -> None:
-        """Stop every lab process and delete both namespaces; safe to call twice."""
-        for ns in (self.node, self.net):
+        """Stop every lab process and delete the namespaces and squid's files; safe twice."""
+        for ns in (self.node, self.pnode, self.net):
             if ns is not None:
                 ns.close()
-        self.node = self.net = None
+        self.node = self.pnode = self.net = None
+        self._proxies.close()
 
     # ----- using --------------------------------------------------------------------------------
 
@@ -342,11 +450,14 @@ class Lab:
         resolv_options: str = "options timeout:1 attempts:1",
         trust_lab_ca: bool = True,
         certs_d: dict[str, bytes] | None = None,
+        files: dict[str, str] | None = None,
     ) -> Path:
         """A fresh node filesystem: resolv.conf, CA bundle and containerd certs.d CAs.
 
         `nameservers=()` writes a resolv.conf without any nameserver line; `certs_d` maps a
-        `host[:port]` to the PEM of `etc/containerd/certs.d/<host[:port]>/ca.crt`.
+        `host[:port]` to the PEM of `etc/containerd/certs.d/<host[:port]>/ca.crt`; `files` maps
+        a path relative to the root (`etc/systemd/system/containerd.service.d/http-proxy.conf`,
+        `etc/docker/daemon.json`) to its text, written last (it may replace the files above).
         """
         self._roots += 1
         root = self.workdir / f"hostroot-{self._roots}"
@@ -363,7 +474,19 @@ class Lab:
             directory = etc / "containerd" / "certs.d" / host
             directory.mkdir(parents=True)
             (directory / "ca.crt").write_bytes(pem)
+        for relative, text in (files or {}).items():
+            path = (root / relative).resolve()
+            assert path.is_relative_to(root.resolve()), f"{relative} is outside the host root"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
         return root
+
+    def namespace(self, node: str = "node") -> Namespace:
+        """The namespace of `node`: "node" (the plain node) or "proxied" (egress via proxy)."""
+        assert node in NODES, f"node is one of {NODES}, not {node!r}"
+        ns = self.node if node == "node" else self.pnode
+        assert ns is not None, "the lab is closed"
+        return ns
 
     def check(
         self,
@@ -371,31 +494,20 @@ class Lab:
         host_root: Path | None = None,
         timeout: float = 2.0,
         extra_args: tuple[str, ...] = (),
+        node: str = "node",
     ) -> CompletedRun:
-        """Run `python -m probe check ... --output json` inside the node namespace."""
-        assert self.node is not None
+        """Run `python -m probe check ... --output json` inside a node's namespace."""
         root = host_root if host_root is not None else self.host_root()
         argv = [
-            "ip", "netns", "exec", self.node.name,
-            sys.executable, "-m", "probe", "check", "--no-discover",
+            "check", "--no-discover",
             "--host-root", str(root), "--timeout", str(timeout), "--output", "json",
         ]  # fmt: skip
         for registry in registries:
             argv += ["--registry", registry]
         argv += list(extra_args)
-        # The probe reads proxies from the node's files only; keep the host's out of its way.
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         started = time.monotonic()
         try:
-            done = subprocess.run(
-                argv,
-                cwd=REPO_ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout * 3 + 15,
-                check=False,
-            )
+            done = self.probe(argv, node=node, timeout=timeout * 3 + 15)
         except subprocess.TimeoutExpired as e:
             raise AssertionError(
                 f"probe check {registries} still running after {e.timeout:.0f}s"
@@ -406,10 +518,99 @@ class Lab:
             report = json.loads(done.stdout)
         return CompletedRun(done.returncode, report, done.stdout, done.stderr, elapsed)
 
+    def probe(
+        self, args: list[str], *, node: str = "node", timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `python -m probe ARGS` in a node's namespace, without the host's proxy variables.
+
+        Raises subprocess.TimeoutExpired (after killing it) if it runs past `timeout`.
+        """
+        return self.run_in([sys.executable, "-m", "probe", *args], node=node, timeout=timeout)
+
+    def run_in(
+        self,
+        argv: list[str],
+        *,
+        node: str = "node",
+        timeout: float = 10,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run any short command in a node's namespace; its exit status is the caller's to judge.
+
+        `env` replaces the environment; by default it is pytest's without any proxy variable
+        (the probe reads proxies from the node's files only).
+        """
+        ns = self.namespace(node)
+        return subprocess.run(
+            ["ip", "netns", "exec", ns.name, *argv],
+            cwd=REPO_ROOT,
+            env=env if env is not None else _without_proxies(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def run_agent(
+        self, args: list[str], *, seconds: float, node: str = "node", stop_timeout: float = 10
+    ) -> AgentRun:
+        """Run `python -m probe run ARGS` in a node's namespace for `seconds`, then SIGTERM it.
+
+        Add `--listen 127.0.0.1:0` (or another free port) to ARGS. Raises AssertionError if it
+        has not stopped `stop_timeout` seconds after the signal (it is then killed).
+        """
+        ns = self.namespace(node)
+        started = time.monotonic()
+        with subprocess.Popen(
+            ["ip", "netns", "exec", ns.name, sys.executable, "-m", "probe", "run", *args],
+            cwd=REPO_ROOT,
+            env=_without_proxies(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        ) as agent:
+            try:
+                try:
+                    stdout, stderr = agent.communicate(timeout=seconds)
+                except subprocess.TimeoutExpired:
+                    agent.send_signal(signal.SIGTERM)  # ip netns exec execs: this is python
+                    stdout, stderr = agent.communicate(timeout=stop_timeout)
+            except subprocess.TimeoutExpired as e:
+                agent.kill()
+                out, err = agent.communicate(timeout=5)
+                raise AssertionError(
+                    f"probe run did not stop {stop_timeout}s after SIGTERM\n{out}\n{err}"
+                ) from e
+        return AgentRun(agent.returncode, stdout, stderr, time.monotonic() - started)
+
+    def spawn_in(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        node: str = "node",
+        env: dict[str, str] | None = None,
+        listens: list[tuple[str, str, int]] | None = None,
+    ) -> LabProcess:
+        """Start a long-lived process in a node's namespace, stopped by `stop()` or at lab end.
+
+        `env` is its whole environment (what psutil reads from /proc/<pid>/environ); `listens`
+        lists the (proto, address, port) to wait for, if any.
+        """
+        return self.namespace(node).spawn(
+            name, argv, self.workdir / f"{name}.log", listens=listens or [], env=env
+        )
+
     def run_in_node(self, argv: list[str], timeout: float = 10) -> subprocess.CompletedProcess[str]:
         """Run a short command in the node namespace (for checking the lab itself)."""
         assert self.node is not None
         return self.node.run(argv, timeout=timeout)
+
+
+def _without_proxies() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
 
 
 def missing_requirements() -> str | None:
@@ -418,5 +619,8 @@ def missing_requirements() -> str | None:
         return "the network lab needs root (network namespaces, nftables)"
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if missing:
-        return f"the lab needs {', '.join(missing)} (Debian: iproute2, nftables, docker-registry)"
+        return (
+            f"the lab needs {', '.join(missing)} "
+            "(Debian: iproute2, nftables, docker-registry, squid, tinyproxy, util-linux)"
+        )
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -58,6 +59,20 @@ def remove_leftovers() -> list[str]:
         with contextlib.suppress(RuntimeError):
             ip("netns", "del", name)
         removed.append(name)
+    # squid's shared memory segments, named for the lab's squid service (`rp<pid>-cf__*.shm`),
+    # stay behind when squid is killed instead of stopped; its directory (`/tmp/rp<pid>-squid-*`)
+    # when pytest is.
+    for leftover in [
+        *Path("/dev/shm").glob(f"{PREFIX}*-*"),
+        *Path("/tmp").glob(f"{PREFIX}*-squid-*"),
+    ]:
+        match = _LEFTOVER.match(leftover.name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
     return removed
 
 
@@ -68,6 +83,7 @@ class LabProcess:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    listens: list[tuple[str, str, int]] = field(default_factory=list)  # (proto, address, port)
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -170,11 +186,15 @@ class Namespace:
         *,
         listens: list[tuple[str, str, int]],
         deadline_seconds: float = 10,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
     ) -> LabProcess:
         """Start a long-lived process in the namespace and wait until it listens.
 
         The process is stopped by `close()`; it also gets its own session so that a signal
-        meant for pytest does not reach it first.
+        meant for pytest does not reach it first. `env` replaces the environment (the process
+        sees exactly it, in /proc/<pid>/environ too); `wait=False` returns at once, for
+        starting several servers and then waiting for each with `wait_listening()`.
         """
         with log.open("wb") as out:
             popen = subprocess.Popen(
@@ -183,10 +203,12 @@ class Namespace:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=env,
             )
-        process = LabProcess(name, popen, log)
+        process = LabProcess(name, popen, log, listens)
         self.processes.append(process)
-        process.wait_listening(listens, deadline_seconds)
+        if wait:
+            process.wait_listening(listens, deadline_seconds)
         return process
 
     def close(self) -> None:
