@@ -103,7 +103,8 @@ async def _connect_tunnel(
     answer = f"{status} {phrase}".strip()
     if 200 <= status < 300:
         return Outcome(ok=True, detail=f"CONNECT {authority} via {shown}: {answer}", phases=phases)
-    if status == 407:
+    # 407 is the standard answer; some proxies (tinyproxy) answer 401 to wrong credentials.
+    if status == 407 or (status == 401 and credentials is not None):
         sent = "rejected the credentials in the proxy URL" if credentials else "wants credentials"
         return Outcome.failed(
             Reason.PROXY_AUTH_REQUIRED,
