@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import psutil
+from fakeprocs import FakeProcess, FakeProcesses
 
 from probe.checks import Endpoint
 from probe.config import Config
@@ -17,31 +14,6 @@ from probe.reasons import CheckKind, Reason
 from probe.routes import read_node_routes
 
 HOSTS = Path(__file__).parent / "data" / "hosts"
-
-
-@dataclass
-class FakeProcess:
-    """A psutil.Process stand-in with a name and an environment (None: AccessDenied)."""
-
-    name: str
-    env: dict[str, str] | None = None
-    info: dict[str, Any] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.info = {"name": self.name}
-
-    def environ(self) -> dict[str, str]:
-        if self.env is None:
-            raise psutil.AccessDenied(pid=1)
-        return self.env
-
-
-@dataclass
-class FakeProcesses:
-    processes: list[FakeProcess]
-
-    def process_iter(self, attrs: list[str]) -> Iterable[FakeProcess]:
-        return iter(self.processes)
 
 
 NO_PROCESSES = FakeProcesses([])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
+from fakeprocs import FakeProcess, FakeProcesses
 
 from probe.result import RuntimeRoute
 from probe.runtimes import (
@@ -25,33 +23,6 @@ from probe.runtimes import (
 )
 
 HOSTS = Path(__file__).parent / "data" / "hosts"
-
-
-@dataclass
-class FakeProcess:
-    """A psutil.Process stand-in: a name, and an environ that may be unreadable."""
-
-    name: str
-    env: dict[str, str] | None = None  # None: AccessDenied, as without SYS_PTRACE
-    info: dict[str, Any] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.info = {"name": self.name}
-
-    def environ(self) -> dict[str, str]:
-        if self.env is None:
-            raise psutil.AccessDenied(pid=1, name=self.name)
-        return self.env
-
-
-@dataclass
-class FakeProcesses:
-    """The part of the psutil module live_environment uses."""
-
-    processes: list[FakeProcess]
-
-    def process_iter(self, attrs: list[str]) -> Iterable[FakeProcess]:
-        return iter(self.processes)
 
 
 def test_docker_proxied_containerd_direct_is_named_with_the_fix() -> None:
