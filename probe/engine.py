@@ -255,8 +255,8 @@ class Engine:
             for kind in kinds:
                 outcome = await self._run(kind, probe)
                 outcomes.append((kind, outcome))
-                if not outcome.ok:
-                    break
+                if not outcome.ok or probe.connection is None:
+                    break  # failed, or a proxy this probe cannot speak: nothing to go on with
         finally:
             if probe.connection is not None:
                 with contextlib.suppress(Exception):
