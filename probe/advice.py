@@ -109,13 +109,13 @@ _ADVICE: dict[Reason, str] = {
         "hosts) in the proxy's ACL, or add it to NO_PROXY if it is reachable directly."
     ),
     Reason.PROXY_MISMATCH: (
-        "The node's container runtimes reach {host} by different routes: what works with "
-        "`docker pull` fails for kubelet. Give containerd the same proxy settings as Docker "
-        "(a drop-in in /etc/systemd/system/containerd.service.d/, then restart containerd)."
+        "The node's container runtimes reach {host} by different routes, so what works with "
+        "`docker pull` may fail for kubelet (or the other way round). Proxy settings belong "
+        "where the pulls happen: containerd (or CRI-O)."
     ),
     Reason.PROXY_RESTART_PENDING: (
-        "The runtime's unit files name a different proxy than the running process uses: the "
-        "change takes effect only after `systemctl daemon-reload && systemctl restart` of it."
+        "The runtime's unit files name other proxy settings than the running process uses: "
+        "they take effect only after `systemctl daemon-reload` and a restart of it."
     ),
     Reason.HTTP_TIMEOUT: (
         "{endpoint} accepts the connection and the TLS handshake, then never answers "
@@ -144,14 +144,21 @@ _ADVICE: dict[Reason, str] = {
 }
 
 
+_DETAIL_IS_THE_FIX = frozenset({Reason.PROXY_MISMATCH, Reason.PROXY_RESTART_PENDING})
+
+
 def advice_for(result: CheckResult) -> str:
     """The fix for one failed check, with its endpoint filled in."""
     assert result.reason is not None  # noqa: S101 - advice is only asked for failures
     host, _, port = result.endpoint.rpartition(":")
     hostport = host if port == "443" else result.endpoint
-    return _ADVICE[result.reason].format(
+    advice = _ADVICE[result.reason].format(
         host=host, port=port, endpoint=result.endpoint, hostport=hostport
     )
+    if result.reason in _DETAIL_IS_THE_FIX:
+        # The check's detail names the runtimes, the files and the command: the fix itself.
+        advice = f"{advice} {result.detail}"
+    return advice
 
 
 def report_advice(report: RegistryReport) -> str:
