@@ -188,32 +188,40 @@ def _legacy_mirrors(
     registry: dict[str, Any], source: str, found: Findings
 ) -> list[DiscoveredRegistry]:
     """containerd 1.x `registry.mirrors` and `registry.configs.<host>.tls`."""
-    mirrors = registry.get("mirrors") or {}
-    configs = registry.get("configs") or {}
+    return _mirrors_and_configs(registry, "registry.", source, found, "containerd")
+
+
+def _mirrors_and_configs(
+    table: dict[str, Any], prefix: str, source: str, found: Findings, runtime: str
+) -> list[DiscoveredRegistry]:
+    """`mirrors.<name>.endpoint` lists and `configs.<host>.tls` settings, as containerd 1.x's
+    CRI config and k3s's registries.yaml both write them: each mirror endpoint in order, then
+    the registry's own endpoint, which CRI appends after its mirrors."""
+    mirrors = table.get("mirrors") or {}
+    configs = table.get("configs") or {}
     if not isinstance(mirrors, dict) or not isinstance(configs, dict):
-        found.problem(source, "registry.mirrors and registry.configs must be tables")
+        found.problem(source, f"{prefix}mirrors and {prefix}configs must be tables")
         return []
     tls: dict[str, tuple[tuple[str, ...], bool]] = {}
     for host, config in configs.items():
         settings = _dig(config, ("tls",))
         if settings is None:
             continue
+        where = f"{prefix}configs.{host!r}.tls"
         if not isinstance(settings, dict):
-            found.problem(source, f"registry.configs.{host!r}.tls must be a table")
+            found.problem(source, f"{where} must be a table")
             continue
-        where = f"registry.configs.{host!r}.tls"
         ca_list = _string_list(settings.get("ca_file"), f"{where}.ca_file", source, found)
         skip = _bool(
             settings.get("insecure_skip_verify"), f"{where}.insecure_skip_verify", source, found
         )
-        tls[canonical_host(host)] = (tuple(ca_list), skip)
+        tls[canonical_host(str(host))] = (tuple(ca_list), skip)
 
     result: list[DiscoveredRegistry] = []
     for name, mirror in mirrors.items():
-        where = f"registry.mirrors.{name!r}.endpoint"
-        endpoints = _string_list(_dig(mirror, ("endpoint",)), where, source, found)
-        upstream = canonical_host(name)
-        for url in endpoints:
+        upstream = "*" if name == "*" else canonical_host(str(name))
+        where = f"{prefix}mirrors.{name!r}.endpoint"
+        for url in _string_list(_dig(mirror, ("endpoint",)), where, source, found):
             scheme, host, path = _endpoint(url)
             cas, skip = tls.get(host, ((), False))
             result.append(
@@ -221,20 +229,19 @@ def _legacy_mirrors(
                     host,
                     scheme,
                     is_mirror=host != upstream,
-                    mirror_of=None if host == upstream else ("*" if name == "*" else upstream),
+                    mirror_of=None if host == upstream else upstream,
                     ca_files=cas,
                     skip_verify=skip,
                     source=source,
-                    runtime="containerd",
+                    runtime=runtime,
                     path=path,
                 )
             )
-        if name != "*" and upstream not in {r.host for r in result}:
-            # CRI appends the registry's own endpoint after its mirrors.
+        if upstream != "*" and upstream not in {r.host for r in result}:
             cas, skip = tls.get(upstream, ((), False))
             result.append(
                 DiscoveredRegistry(
-                    upstream, ca_files=cas, skip_verify=skip, source=source, runtime="containerd"
+                    upstream, ca_files=cas, skip_verify=skip, source=source, runtime=runtime
                 )
             )
     return result
@@ -399,50 +406,7 @@ def k3s_registries_from_data(data: Any, source: str, found: Findings) -> list[Di
     if not isinstance(data, dict):
         found.problem(source, "not a YAML mapping")
         return []
-    mirrors = data.get("mirrors") or {}
-    configs = data.get("configs") or {}
-    if not isinstance(mirrors, dict) or not isinstance(configs, dict):
-        found.problem(source, "mirrors and configs must be mappings")
-        return []
-    tls: dict[str, tuple[tuple[str, ...], bool]] = {}
-    for host, config in configs.items():
-        settings = _dig(config, ("tls",))
-        if not isinstance(settings, dict):
-            continue
-        where = f"configs.{host!r}.tls"
-        ca_list = _string_list(settings.get("ca_file"), f"{where}.ca_file", source, found)
-        skip = _bool(
-            settings.get("insecure_skip_verify"), f"{where}.insecure_skip_verify", source, found
-        )
-        tls[canonical_host(str(host))] = (tuple(ca_list), skip)
-    result: list[DiscoveredRegistry] = []
-    for name, mirror in mirrors.items():
-        upstream = "*" if name == "*" else canonical_host(str(name))
-        where = f"mirrors.{name!r}.endpoint"
-        for url in _string_list(_dig(mirror, ("endpoint",)), where, source, found):
-            scheme, host, path = _endpoint(url)
-            cas, skip = tls.get(host, ((), False))
-            result.append(
-                DiscoveredRegistry(
-                    host,
-                    scheme,
-                    is_mirror=host != upstream,
-                    mirror_of=None if host == upstream else upstream,
-                    ca_files=cas,
-                    skip_verify=skip,
-                    source=source,
-                    runtime="k3s",
-                    path=path,
-                )
-            )
-        if upstream != "*" and upstream not in {r.host for r in result}:
-            cas, skip = tls.get(upstream, ((), False))
-            result.append(
-                DiscoveredRegistry(
-                    upstream, ca_files=cas, skip_verify=skip, source=source, runtime="k3s"
-                )
-            )
-    return result
+    return _mirrors_and_configs(data, "", source, found, "k3s")
 
 
 def parse_k3s_registries(
