@@ -41,105 +41,108 @@ class MetricSpec:
 
 
 def _spec(name: str, type_: str, labels: tuple[str, ...], help_: str) -> MetricSpec:
-    return MetricSpec(PREFIX + name, type_, labels, help_)
+    # Full names are written out below so a metric from a dashboard greps to its definition.
+    if not name.startswith(PREFIX):
+        raise ValueError(f"{name} lacks the {PREFIX} prefix")
+    return MetricSpec(name, type_, labels, help_)
 
 
 SUCCESS = _spec(
-    "success",
+    "registry_probe_success",
     "gauge",
     ("registry", "endpoint", "check"),
     "1 when the check passed on its last run, 0 when it failed.",
 )
 FAILURE = _spec(
-    "failure",
+    "registry_probe_failure",
     "gauge",
     ("registry", "endpoint", "check", "reason"),
     "1 while the check fails for this reason; absent otherwise.",
 )
 FAILURES_TOTAL = _spec(
-    "failures_total",
+    "registry_probe_failures_total",
     "counter",
     ("registry", "endpoint", "check", "reason"),
     "Failed runs of the check, by reason, since the agent started.",
 )
 DURATION = _spec(
-    "duration_seconds",
+    "registry_probe_duration_seconds",
     "gauge",
     ("registry", "endpoint", "phase"),
     "Duration of each phase of the last run (resolve, connect, tls, processing, transfer); "
     "0 when the phase was skipped.",
 )
 ENDPOINT_ADDRESSES = _spec(
-    "endpoint_addresses",
+    "registry_probe_endpoint_addresses",
     "gauge",
     ("registry", "endpoint", "state"),
     "Resolved addresses of the endpoint that answered (state=ok) or failed (state=failed) "
     "on the last run.",
 )
 LAST_RUN = _spec(
-    "last_run_timestamp_seconds",
+    "registry_probe_last_run_timestamp_seconds",
     "gauge",
     ("registry",),
     "When the registry's checks last completed, Unix seconds.",
 )
 CERT_EXPIRY = _spec(
-    "tls_cert_expiry_timestamp_seconds",
+    "registry_probe_tls_cert_expiry_timestamp_seconds",
     "gauge",
     ("registry", "endpoint"),
     "Earliest notAfter in the served certificate chain, Unix seconds; "
     "reported even when verification fails.",
 )
 RATELIMIT_LIMIT = _spec(
-    "dockerhub_ratelimit_limit",
+    "registry_probe_dockerhub_ratelimit_limit",
     "gauge",
     ("registry", "auth"),
     "Pulls Docker Hub allows per window (ratelimit-limit header).",
 )
 RATELIMIT_REMAINING = _spec(
-    "dockerhub_ratelimit_remaining",
+    "registry_probe_dockerhub_ratelimit_remaining",
     "gauge",
     ("registry", "auth"),
     "Pulls left in the current Docker Hub window (ratelimit-remaining header).",
 )
 RATELIMIT_WINDOW = _spec(
-    "dockerhub_ratelimit_window_seconds",
+    "registry_probe_dockerhub_ratelimit_window_seconds",
     "gauge",
     ("registry", "auth"),
     "Length of the Docker Hub rate-limit window (the w= of the ratelimit headers).",
 )
 RATELIMIT_HEADERS_PRESENT = _spec(
-    "dockerhub_ratelimit_headers_present",
+    "registry_probe_dockerhub_ratelimit_headers_present",
     "gauge",
     ("registry", "auth"),
     "1 when Docker Hub sent rate-limit headers, 0 when it sent none (unlimited plan).",
 )
 RATELIMIT_SOURCE = _spec(
-    "dockerhub_ratelimit_source_info",
+    "registry_probe_dockerhub_ratelimit_source_info",
     "gauge",
     ("registry", "auth", "source"),
     "1; source is what Docker Hub counts pulls against (egress IPv4, IPv6 /64 or account).",
 )
 RUNTIME_PROXY_ROUTE = _spec(
-    "runtime_proxy_route",
+    "registry_probe_runtime_proxy_route",
     "gauge",
     ("runtime", "registry", "route"),
     "1 for the route (direct or proxy) that the container runtime takes to the registry.",
 )
 PROXY_CONSISTENT = _spec(
-    "proxy_consistent",
+    "registry_probe_proxy_consistent",
     "gauge",
     ("registry",),
     "1 when every runtime found takes the same route through the same proxy, 0 otherwise.",
 )
 CONFIG_RELOAD = _spec(
-    "config_last_reload_success",
+    "registry_probe_config_last_reload_success",
     "gauge",
     (),
     "1 when the last configuration (re)load succeeded, 0 when the last SIGHUP brought "
     "a bad configuration and the previous one was kept.",
 )
 BUILD_INFO = _spec(
-    "build_info",
+    "registry_probe_build_info",
     "gauge",
     ("version",),
     "1; the version of registry-probe that is running.",
