@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from metricsamples import sample
 
 from probe.agent import (
     JITTER,
@@ -182,21 +182,6 @@ async def eventually(condition: Callable[[], bool], what: str) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"never happened: {what}")
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    for (found, found_labels), value in samples(text).items():
-        if found == name and set(labels.items()) <= found_labels:
-            return value
-    return None
 
 
 def agent_for(*hosts: str, **kwargs: float) -> Agent:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from lab import Lab
 from lab.netns import LabProcess
-from prometheus_client.parser import text_string_to_metric_families
+from metricsamples import sample, samples
 
 from probe import __version__
 from probe.reasons import PHASES
@@ -70,22 +70,6 @@ class Scrape:
     content_type: str
     elapsed: float
     body: str
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of the first sample `name` whose labels include `labels`, None when absent."""
-    for (found, found_labels), value in samples(text).items():
-        if found == name and set(labels.items()) <= found_labels:
-            return value
-    return None
 
 
 class Agent:
