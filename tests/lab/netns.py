@@ -89,7 +89,7 @@ class LabProcess:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
     def wait_listening(self, sockets: list[tuple[str, str, int]], deadline_seconds: float) -> None:
-        """Wait until every (proto, address, port) is bound in the process's namespace.
+        """Wait until the command runs and every (proto, address, port) is bound in its namespace.
 
         Reads /proc/<pid>/net/{tcp,udp}, which show the sockets of the namespace the process is
         in, so no probe connection is needed. Bounded by `deadline_seconds`.
@@ -101,7 +101,7 @@ class LabProcess:
                 raise RuntimeError(
                     f"{self.name} exited with {self.popen.returncode}:\n{self.log_text()}"
                 )
-            if wanted <= self._bound():
+            if self._execed() and wanted <= self._bound():
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -109,6 +109,15 @@ class LabProcess:
                     f"{self.log_text()}"
                 )
             time.sleep(0.02)
+
+    def _execed(self) -> bool:
+        """Whether `ip netns exec` has become the command: before that, /proc/<pid>/environ
+        and cmdline are ip's (or empty while the exec runs)."""
+        try:
+            cmdline = Path(f"/proc/{self.popen.pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return bool(cmdline) and not cmdline.startswith(b"ip\0netns\0exec\0")
 
     def _bound(self) -> set[tuple[str, str]]:
         found = set()
