@@ -119,7 +119,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def _check(args: argparse.Namespace) -> int:
     from probe.engine import Engine
-    from probe.report import to_json, to_text
+    from probe.views.report import to_json, to_text
 
     config = build_config(args)
     engine = Engine(config)
@@ -133,7 +133,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from probe.agent import run_agent
+    from probe.agent.run import run_agent
 
     build_config(args)  # refuse to start on a bad config
     return run_agent(args, lambda: build_config(args))

@@ -25,13 +25,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from probe.checks import CheckFn, Endpoint, Outcome, Probe, check_functions
-from probe.checks.ratelimit import DockerHubRateLimit
+from probe.checks.client import NodeClient
 from probe.config import DOCKER_HUB, Config, RegistryConfig
-from probe.discovery import discover
-from probe.fetch import NodeClient
-from probe.goproxy import ProxyURL
-from probe.hostfs import host_path, read_host_text
-from probe.node import (
+from probe.dockerhub.ratelimit import DockerHubRateLimit
+from probe.node.discovery import discover
+from probe.node.goproxy import ProxyURL
+from probe.node.hostfs import host_path, read_host_text
+from probe.node.routes import NodeRoutes, read_node_routes
+from probe.node.runtimes import Route, consistent
+from probe.node.trust import (
     CA_BUNDLES,
     CA_DIRECTORIES,
     HOSTS_FILE,
@@ -43,8 +45,6 @@ from probe.node import (
 )
 from probe.reasons import PHASES, CheckKind, Reason
 from probe.result import CheckResult, RateLimit, RegistryReport
-from probe.routes import NodeRoutes, read_node_routes
-from probe.runtimes import Route, consistent
 
 # Each check's phase, and the reason and words (kubelet's, where it has them) for its timeout.
 _PHASE = {

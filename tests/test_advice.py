@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from probe.advice import advice_for
 from probe.reasons import CheckKind, Reason
 from probe.result import CheckResult
+from probe.views.advice import advice_for
 
 
 @pytest.mark.parametrize("reason", list(Reason))

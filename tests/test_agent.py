@@ -27,17 +27,11 @@ import httpx
 import pytest
 from metricsamples import sample
 
-from probe.agent import (
-    JITTER,
-    Agent,
-    HttpServer,
-    jittered,
-    parse_listen,
-    route,
-    run_agent,
-)
+from probe.agent.logs import setup_logging
+from probe.agent.run import run_agent
+from probe.agent.scheduler import JITTER, Agent, jittered, parse_listen
+from probe.agent.server import HttpServer, route
 from probe.config import Config, ConfigError, RegistryConfig
-from probe.logs import setup_logging
 from probe.reasons import CheckKind, Reason
 from probe.result import CheckResult, RegistryReport
 
@@ -512,7 +506,7 @@ AGENT_SCRIPT = """
 import argparse, sys
 sys.path.insert(0, {tests!r})
 from test_agent import FakeEngine, config_from_file
-from probe.agent import run_agent
+from probe.agent.run import run_agent
 args = argparse.Namespace(listen="127.0.0.1:0", interval=None, once={once}, log_format={fmt!r})
 raise SystemExit(run_agent(args, config_from_file({config!r}), FakeEngine))
 """

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe.challenge import Challenge, parse_challenges
+from probe.checks.challenge import Challenge, parse_challenges
 
 CASES = [
     (

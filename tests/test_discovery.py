@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe.discovery import (
+from probe.node.discovery import (
     DiscoveredRegistry,
     Findings,
     RegistriesConf,

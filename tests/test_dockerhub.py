@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe.dockerhub import (
+from probe.dockerhub.rules import (
     MANIFEST_ACCEPT,
     Auth,
     DockerConfigError,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from lab.pki import CertificateAuthority
 
-from probe.dockerhub import (
+from probe.dockerhub.rules import (
     DockerCredentials,
     HttpRequest,
     Outcome,

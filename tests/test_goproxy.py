@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe.goproxy import (
+from probe.node.goproxy import (
     CGIProxyError,
     InvalidProxyError,
     ProxyEnv,

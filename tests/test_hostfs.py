@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from probe.hostfs import host_path, read_host_text
+from probe.node.hostfs import host_path, read_host_text
 
 
 def test_absolute_symlink_stays_in_root(tmp_path: Path) -> None:

@@ -18,15 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from probe import __version__
-from probe.metrics import (
+from probe.reasons import PHASES, CheckKind, Reason
+from probe.result import CertFacts, CheckResult, RateLimit, RegistryReport, RuntimeRoute
+from probe.views.metrics import (
     METRICS,
     ProbeCollector,
     build_registry,
     endpoint_phases,
     render,
 )
-from probe.reasons import PHASES, CheckKind, Reason
-from probe.result import CertFacts, CheckResult, RateLimit, RegistryReport, RuntimeRoute
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 NOT_AFTER = 1_900_000_000.0

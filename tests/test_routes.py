@@ -10,8 +10,8 @@ from fakeprocs import FakeProcess, FakeProcesses
 from probe.checks import Endpoint
 from probe.config import Config
 from probe.engine import Engine
+from probe.node.routes import read_node_routes
 from probe.reasons import CheckKind, Reason
-from probe.routes import read_node_routes
 
 HOSTS = Path(__file__).parent / "data" / "hosts"
 

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from fakeprocs import FakeProcess, FakeProcesses
 
-from probe.result import RuntimeRoute
-from probe.runtimes import (
+from probe.node.runtimes import (
     Route,
     consistent,
     deciding_runtime,
@@ -21,6 +20,7 @@ from probe.runtimes import (
     route_for,
     visible_process_names,
 )
+from probe.result import RuntimeRoute
 
 HOSTS = Path(__file__).parent / "data" / "hosts"
 

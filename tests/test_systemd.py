@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe.systemd import (
+from probe.node.systemd import (
     Assignment,
     EnvironmentFileEntry,
     EnvironmentFileReset,

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from probe import __version__
-from probe.connection import Connection
-from probe.goproxy import ProxyURL
+from probe.checks.connection import Connection
+from probe.node.goproxy import ProxyURL
 from probe.reasons import CheckKind, Reason
 from probe.result import CertFacts
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import httpcore
 
-from probe.challenge import parse_challenges
 from probe.checks import USER_AGENT, Outcome, Probe
+from probe.checks.challenge import parse_challenges
+from probe.checks.connection import ConnectionStream
 from probe.checks.proxy import proxy_authorization
-from probe.connection import ConnectionStream
 from probe.reasons import Reason
 
 BODY_LIMIT = 64 * 1024  # /v2/ answers are tiny; a portal page is read only this far

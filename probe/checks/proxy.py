@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from probe.checks import USER_AGENT, Endpoint, Outcome, Probe
 from probe.checks import dns as dns_check
 from probe.checks import tcp as tcp_check
-from probe.goproxy import ProxyURL
+from probe.node.goproxy import ProxyURL
 from probe.reasons import Reason
 
 _TUNNELLED = frozenset({"http"})  # proxy schemes this check can speak (Go also has https, socks5)

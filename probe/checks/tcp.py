@@ -11,7 +11,7 @@ import errno
 import time
 
 from probe.checks import Outcome, Probe
-from probe.connection import Connection
+from probe.checks.connection import Connection
 from probe.reasons import Reason
 
 _UNREACHABLE = frozenset(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from probe.advice import advice_for, cause_line, report_advice
 from probe.result import CertFacts, CheckResult, RegistryReport
+from probe.views.advice import advice_for, cause_line, report_advice
 
 
 def to_json(node: str, reports: list[RegistryReport]) -> dict[str, Any]:

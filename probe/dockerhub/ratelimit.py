@@ -17,7 +17,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from probe.dockerhub import (
+from probe.checks.client import FetchError, NodeClient
+from probe.dockerhub.rules import (
     DOCKER_HUB_REALM,
     Auth,
     DockerConfigError,
@@ -33,7 +34,6 @@ from probe.dockerhub import (
     parse_token_response,
     token_request,
 )
-from probe.fetch import FetchError, NodeClient
 from probe.reasons import CheckKind, Reason
 from probe.result import CheckResult, RateLimit
 

@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from probe.hostfs import host_path, read_host_text
+from probe.node.hostfs import host_path, read_host_text
 
 RESOLV_CONF = "/etc/resolv.conf"
 HOSTS_FILE = "/etc/hosts"

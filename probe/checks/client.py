@@ -21,8 +21,8 @@ from probe.checks import proxy as proxy_check
 from probe.checks import tcp as tcp_check
 from probe.checks import tls as tls_check
 from probe.checks.http import Response, exchange
+from probe.node.routes import NodeRoutes
 from probe.reasons import Reason
-from probe.routes import NodeRoutes
 
 
 class FetchError(Exception):

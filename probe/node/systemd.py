@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from probe.hostfs import host_path, read_host_text
+from probe.node.hostfs import host_path, read_host_text
 
 # systemd's unit search path for the system manager (systemd.unit(5), "Unit File Load Path"),
 # highest priority first, as the node names them.

@@ -30,10 +30,10 @@ from typing import Any, Protocol
 
 import psutil
 
-from probe.goproxy import PROXY_VARIABLES, CGIProxyError, ProxyEnv, decide, variable_for
-from probe.hostfs import host_path, read_host_text
+from probe.node.goproxy import PROXY_VARIABLES, CGIProxyError, ProxyEnv, decide, variable_for
+from probe.node.hostfs import host_path, read_host_text
+from probe.node.systemd import UnitEnvironment, effective_environment
 from probe.result import RuntimeRoute
-from probe.systemd import UnitEnvironment, effective_environment
 
 RUNTIMES: tuple[str, ...] = ("containerd", "dockerd", "crio")
 DAEMON_JSON = "/etc/docker/daemon.json"

@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from probe.config import DOCKER_HUB, DOCKER_HUB_ALIASES
-from probe.hostfs import host_path, read_host_text
+from probe.node.hostfs import host_path, read_host_text
 
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 CONTAINERD_DEFAULT_CONFIG_PATH = "/etc/containerd/certs.d:/etc/docker/certs.d"

@@ -16,9 +16,8 @@ from types import MappingProxyType
 import psutil
 
 from probe.checks import Endpoint
-from probe.goproxy import ProxyConfigError, ProxyURL, decide
-from probe.redact import redact_url
-from probe.runtimes import (
+from probe.node.goproxy import ProxyConfigError, ProxyURL, decide
+from probe.node.runtimes import (
     DAEMON_JSON,
     PROXY_VARIABLE_NAMES,
     ProcessSource,
@@ -32,6 +31,7 @@ from probe.runtimes import (
     route_for,
     visible_process_names,
 )
+from probe.redact import redact_url
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The agent, `registry-probe run`: the scheduler, the HTTP server, logs, and the command."""

@@ -1,0 +1,1 @@
+"""Docker Hub's pull rate limit: the sans-IO rules (`rules`) and the reader that asks (`ratelimit`)."""
