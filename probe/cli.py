@@ -19,8 +19,10 @@ from probe import __version__
 from probe.config import (
     Config,
     ConfigError,
+    HostPort,
     RegistryConfig,
     load_config,
+    parse_listen,
     parse_registry_arg,
     validate_file,
 )
@@ -42,6 +44,13 @@ def _seconds(value: str) -> float:
 def _registry(value: str) -> RegistryConfig:
     try:
         return parse_registry_arg(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _listen(value: str) -> HostPort:
+    try:
+        return parse_listen(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -84,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", parents=[shared], help="the agent: probe on an interval, serve /metrics"
     )
-    run.add_argument("--listen", metavar="ADDR:PORT", help="default 0.0.0.0:9741")
+    run.add_argument(
+        "--listen", type=_listen, metavar="ADDR:PORT", help="default 0.0.0.0:9741 (:PORT: all)"
+    )
     run.add_argument("--interval", type=_seconds, metavar="SECONDS")
     run.add_argument("--once", action="store_true", help="one cycle, then exit (for tests)")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -108,9 +119,9 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.no_discover:
         changes["discover"] = False
     if args.registry:
-        known = {r.host for r in config.registries}
-        added = tuple(r for r in args.registry if r.host not in known)
-        changes["registries"] = config.registries + tuple(dict((r.host, r) for r in added).values())
+        known = {r.address.identity for r in config.registries}
+        added = {r.address.identity: r for r in args.registry if r.address.identity not in known}
+        changes["registries"] = config.registries + tuple(added.values())
     config = dataclasses.replace(config, **changes)  # type: ignore[arg-type]
     if not os.path.isdir(config.host_root):
         raise ConfigError([f"--host-root {config.host_root}: not a directory"])
@@ -121,22 +132,25 @@ def _check(args: argparse.Namespace) -> int:
     from probe.engine import Engine
     from probe.views.report import to_json, to_text
 
-    config = build_config(args)
-    engine = Engine(config)
-    reports = asyncio.run(engine.probe_all())
-    node = engine.node
+    engine = Engine(build_config(args))
+    view, reports = asyncio.run(engine.probe_all())
+    problems = engine.problems(view)
     if args.output == "json":
-        print(json.dumps(to_json(node, reports), indent=2))
+        print(json.dumps(to_json(view.name, reports, problems), indent=2))
     else:
-        print(to_text(node, reports), end="")
+        print(to_text(view.name, reports, problems), end="")
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
 
 
 def _run(args: argparse.Namespace) -> int:
     from probe.agent.run import run_agent
 
-    build_config(args)  # refuse to start on a bad config
-    return run_agent(args, lambda: build_config(args))
+    return run_agent(
+        build_config(args),  # a bad config is refused here, before anything starts
+        lambda: build_config(args),
+        once=args.once,
+        log_format=args.log_format,
+    )
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -12,10 +12,11 @@ non-negative float exactly.
 from __future__ import annotations
 
 import decimal
-import json
 import math
 import re
 from decimal import Decimal
+
+from probe.display import describe_input
 
 ACCEPTED = "a duration such as 500ms, 10s, 5m, 1h or 1m30s, or plain seconds"
 
@@ -36,28 +37,6 @@ _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 # Enough digits that every float (up to ~1.8e308, down to 5e-324) and every sum of the parts
 # format_duration writes is exact; text from users is rounded at this precision, never rejected.
 _PRECISION = 800
-_SHOWN_MAX = 200  # long enough for any host name or sane path; a pasted blob is cut
-
-
-def describe_input(value: object) -> str:
-    """How a given value is shown in a message: strings quoted and escaped, long ones cut."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int) and value.bit_length() > 128:
-        # repr() of a huge int is unreadable, and past 4300 digits Python refuses to make it.
-        return "a very large number"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        if len(value) > _SHOWN_MAX:
-            value = value[:_SHOWN_MAX] + "..."
-        # Escaped: newlines (and U+2028, NEL) would split one problem over lines, and bidi
-        # controls would make a message read differently from what it says.
-        quoted = json.dumps(value, ensure_ascii=False)
-        return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
-    return f"a {type(value).__name__}"
 
 
 def parse_duration(value: object) -> float:

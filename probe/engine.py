@@ -6,6 +6,9 @@ hosts) `dns` runs once with the node's resolvers, then every resolved address ge
 connection that carries `tcp`, `tls` and (for the registry) `http`, as a pull does. A phase that
 fails ends that address; the checks after it are not run.
 
+The node is read once per interval into a `NodeView` (probe.node.view) that every registry's
+probe of that interval shares: resolvers, trust, routes and discovered registries.
+
 Deadlines come from here: each check runs under `asyncio.timeout(config.timeout)`, and a
 timeout becomes the check's own timeout reason.
 """
@@ -15,36 +18,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import socket
 import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from probe.checks import CheckFn, Endpoint, Outcome, Probe, check_functions
 from probe.checks.client import NodeClient
-from probe.config import DOCKER_HUB, Config, RegistryConfig
-from probe.dockerhub.ratelimit import DockerHubRateLimit
-from probe.node.discovery import discover
-from probe.node.goproxy import ProxyURL
-from probe.node.hostfs import host_path, read_host_text
-from probe.node.routes import NodeRoutes, read_node_routes
-from probe.node.runtimes import Route, consistent
-from probe.node.trust import (
-    CA_BUNDLES,
-    CA_DIRECTORIES,
-    HOSTS_FILE,
-    RESOLV_CONF,
-    TrustSources,
-    build_ssl_context,
-    containerd_ca_files,
-    read_node_trust,
+from probe.config import (
+    DOCKER_HUB_REGISTRY,
+    Config,
+    RegistryAddress,
+    RegistryConfig,
 )
+from probe.dockerhub.ratelimit import DockerHubRateLimit
+from probe.node.problems import NodeProblem
+from probe.node.routes import NodeRoutes
+from probe.node.runtimes import Route, consistent
+from probe.node.trust import CAFile
+from probe.node.view import NodeReader, NodeView
 from probe.reasons import PHASES, CheckKind, Reason
 from probe.result import CheckResult, RateLimit, RegistryReport
+
+MAX_CA_FILE_BYTES = 1 << 20  # a `ca_file` of the config: a few certificates, never a megabyte
 
 # Each check's phase, and the reason and words (kubelet's, where it has them) for its timeout.
 _PHASE = {
@@ -68,28 +65,6 @@ _TIMEOUT: dict[CheckKind, tuple[Reason, str]] = {
 }
 
 
-def split_host_port(value: str, default_port: int) -> tuple[str, int]:
-    """`host`, `host:port`, `[v6]:port` → (host, port)."""
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if value.count(":") == 1:
-        host, _, port = value.partition(":")
-        return host, int(port)
-    return value, default_port
-
-
-def node_name(host_root: str) -> str:
-    """The node's name: the downward API's NODE_NAME, else the node's hostname."""
-    name = os.environ.get("NODE_NAME", "").strip()
-    if name:
-        return name
-    text = read_host_text(host_root, "/etc/hostname")
-    if text and text.strip():
-        return text.strip()
-    return socket.gethostname()
-
-
 @dataclass(frozen=True)
 class _AddressRun:
     address: str
@@ -99,68 +74,97 @@ class _AddressRun:
 class Engine:
     """Probes registries as the node under `config.host_root` would reach them."""
 
-    def __init__(self, config: Config, checks: dict[CheckKind, CheckFn] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reader: NodeReader | None = None,
+        ratelimit: DockerHubRateLimit | None = None,
+        checks: dict[CheckKind, CheckFn] | None = None,
+    ) -> None:
         self.config = config
-        self._checks = checks if checks is not None else check_functions()
-        self._trust: tuple[tuple[object, ...], TrustSources] | None = None
-        self._contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
-        hub = config.dockerhub
-        credentials = hub.credentials_file or next(
-            (r.credentials_file for r in config.registries if r.is_docker_hub), None
+        self.reader = reader or NodeReader(
+            config.host_root, config.runtimes, discover=config.discover
         )
+        self._checks = checks if checks is not None else check_functions()
         # One reader for every Docker Hub alias: the per-account budget is Docker Hub's, not
         # a registry entry's.
-        self._ratelimit = DockerHubRateLimit(hub.ratelimit_interval, credentials, config.timeout)
+        self._ratelimit = ratelimit or DockerHubRateLimit(
+            config.dockerhub.ratelimit_interval, _hub_credentials(config), config.timeout
+        )
+        self._registries: tuple[int, tuple[RegistryConfig, ...], tuple[NodeProblem, ...]] | None
+        self._registries = None
 
-    def registries(self) -> tuple[RegistryConfig, ...]:
+    def reconfigured(self, config: Config) -> Engine:
+        """An engine for a reloaded config that keeps what it can: the node reader (when it
+        reads the same node the same way) and Docker Hub's schedule (same account and interval),
+        so a SIGHUP neither re-reads an unchanged node nor spends another ask of Docker Hub."""
+        same_node = (config.host_root, config.runtimes, config.discover) == (
+            self.config.host_root,
+            self.config.runtimes,
+            self.config.discover,
+        )
+        hub = (config.dockerhub.ratelimit_interval, _hub_credentials(config), config.timeout)
+        old_hub = (
+            self.config.dockerhub.ratelimit_interval,
+            _hub_credentials(self.config),
+            self.config.timeout,
+        )
+        return Engine(
+            config,
+            reader=self.reader if same_node else None,
+            ratelimit=self._ratelimit if hub == old_hub else None,
+            checks=self._checks,
+        )
+
+    def node(self) -> NodeView:
+        """The node as it is now: read at most once per interval."""
+        return self.reader.view(max_age=self.config.interval)
+
+    def registries(self, view: NodeView | None = None) -> tuple[RegistryConfig, ...]:
         """What to probe: the configured registries (Docker Hub when none is named), then the
         registries and mirrors the node's runtimes are configured for, unless discovery is off.
+        Worked out again only when the node view changed.
         """
-        named = self.config.registries or (RegistryConfig(host=DOCKER_HUB, source="default"),)
-        if not self.config.discover:
-            return named
-        seen = {(r.scheme, r.api_host) for r in named}
-        found: list[RegistryConfig] = []
-        for discovered in discover(self.config.host_root).registries:
-            registry = RegistryConfig(
-                host=discovered.host,
-                scheme=discovered.scheme,
-                insecure_skip_verify=discovered.skip_verify,
-                node_ca_files=discovered.ca_files,
-                source=f"discovered in {discovered.source}" if discovered.source else "discovered",
-            )
-            key = (registry.scheme, registry.api_host)
-            if key not in seen:
-                seen.add(key)
-                found.append(registry)
-        return named + tuple(found)
+        view = view or self.node()
+        if self._registries is None or self._registries[0] != view.generation:
+            registries, problems = _registries(self.config, view)
+            self._registries = (view.generation, registries, problems)
+        return self._registries[1]
 
-    @property
-    def node(self) -> str:
-        return node_name(self.config.host_root)
+    def problems(self, view: NodeView) -> tuple[NodeProblem, ...]:
+        """What the node's files get wrong: the view's problems and unusable discovered hosts."""
+        self.registries(view)
+        assert self._registries is not None  # noqa: S101 - set by registries()
+        return (*view.problems, *self._registries[2])
 
-    async def probe_all(self) -> list[RegistryReport]:
-        """Every registry once, concurrently; reports in the registries' order."""
-        registries = self.registries()
+    async def probe_all(self) -> tuple[NodeView, list[RegistryReport]]:
+        """Every registry once, concurrently, on one view; reports in the registries' order."""
+        view = self.node()
+        registries = self.registries(view)
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self.probe_registry(r)) for r in registries]
-        return [task.result() for task in tasks]
+            tasks = [group.create_task(self.probe_registry(r, view)) for r in registries]
+        return view, [task.result() for task in tasks]
 
-    async def probe_registry(self, registry: RegistryConfig) -> RegistryReport:
-        tls = registry.scheme == "https"
-        host, port = split_host_port(registry.api_host, 443 if tls else 80)
-        main = Endpoint(host, port, "registry", tls=tls)
+    async def probe_registry(
+        self, registry: RegistryConfig, view: NodeView | None = None
+    ) -> RegistryReport:
+        view = view or self.node()
+        address = registry.address.pull_address
+        main = Endpoint.of(
+            address.host_port.with_default_port(address.effective_port), "registry", tls=address.tls
+        )
         try:
-            context = self._ssl_context(registry) if tls else None
+            context = self._ssl_context(registry, view) if address.tls else None
         except (OSError, ssl.SSLError) as error:
-            return self._trust_failure(registry, main, error)
-        routes = read_node_routes(self.config.host_root, self.config.runtimes)
-        blobs = [Endpoint(*split_host_port(b, 443), "blob") for b in registry.effective_blob_hosts]
+            return _trust_failure(registry, main, error)
+        routes = view.routes
+        blobs = [
+            Endpoint.of(b.with_default_port(443), "blob") for b in registry.effective_blob_hosts
+        ]
         async with asyncio.TaskGroup() as group:
-            main_task = group.create_task(self._probe_endpoint(main, context, routes))
-            blob_tasks = [
-                group.create_task(self._probe_endpoint(b, context, routes)) for b in blobs
-            ]
+            main_task = group.create_task(self._probe_endpoint(main, context, view))
+            blob_tasks = [group.create_task(self._probe_endpoint(b, context, view)) for b in blobs]
         checks = list(main_task.result())
         realm = next((c.realm for c in checks if c.realm), None)
         auth = _realm_endpoint(realm) if realm else None
@@ -168,63 +172,55 @@ class Engine:
         others: list[_Check] = []
         if auth is not None and auth.name not in checked:
             auth_context = context if auth.tls else None
-            others = await self._probe_endpoint(auth, auth_context, routes)
+            others = await self._probe_endpoint(auth, auth_context, view)
         for task in blob_tasks:
             others.extend(task.result())
         results = [c.result for c in checks]
         reachable = all(r.ok for r in results)
-        target = registry.api_host if tls else f"http://{registry.api_host}"
-        runtime_routes = routes.routes(target)
+        runtime_routes = routes.routes(address)
         if routes.configs:
             results = _with_route_verdict(results, main, routes, runtime_routes)
         results += [c.result for c in others]
         limits: tuple[RateLimit, ...] = ()
         if registry.is_docker_hub and context is not None and reachable:
-            client = NodeClient(self._resolv_conf(), self._hosts_file(), context, routes)
-            read = await self._ratelimit.check(client, main.name)
+            client = NodeClient(view.resolver, context, routes)
+            read = await self._ratelimit.check(client, main.address)
             if read is not None:
                 results.append(read[0])
                 limits = read[1]
         return RegistryReport(
-            registry=registry.host,
+            registry=registry.label,
             checks=tuple(results),
             finished_at=time.time(),
             ratelimits=limits,
             routes=tuple(r.to_result() for r in runtime_routes),
-            proxy_consistent=consistent(runtime_routes) if routes.configs else None,
+            # With one runtime the routes cannot disagree: no series that is 1 by construction.
+            proxy_consistent=consistent(runtime_routes) if len(routes.configs) > 1 else None,
         )
 
-    def _resolv_conf(self) -> str:
-        return str(host_path(self.config.host_root, RESOLV_CONF))
-
-    def _hosts_file(self) -> str:
-        return str(host_path(self.config.host_root, HOSTS_FILE))
-
     async def _probe_endpoint(
-        self, endpoint: Endpoint, context: ssl.SSLContext | None, routes: NodeRoutes
+        self, endpoint: Endpoint, context: ssl.SSLContext | None, view: NodeView
     ) -> list[_Check]:
-        proxy = routes.proxy_for(endpoint)
+        scheme = "https" if endpoint.tls else "http"
+        proxy = view.routes.proxy_for(scheme, endpoint.host, endpoint.port)
         tail = [CheckKind.TLS] if endpoint.tls else []
         if endpoint.role == "registry":
             tail.append(CheckKind.HTTP)
         if proxy is not None:
             # Through a proxy the node neither resolves nor dials the endpoint: the proxy does.
-            run = await self._probe_address(endpoint, context, "", [CheckKind.PROXY, *tail], proxy)
+            probe = Probe(endpoint, view.resolver, context, proxy=proxy)
+            run = await self._probe_address(probe, [CheckKind.PROXY, *tail])
             return [_Check.of(endpoint, kind, [("", outcome)]) for kind, outcome in run.outcomes]
-        probe = Probe(
-            endpoint=endpoint,
-            resolv_conf=self._resolv_conf(),
-            hosts_file=self._hosts_file(),
-            ssl_context=context,
-        )
-        resolved = await self._run(CheckKind.DNS, probe)
+        resolved = await self._run(CheckKind.DNS, Probe(endpoint, view.resolver))
         checks = [_Check.of(endpoint, CheckKind.DNS, [("", resolved)])]
         if not resolved.ok:
             return checks
         kinds = [CheckKind.TCP, *tail]
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(self._probe_address(endpoint, context, address, kinds))
+                group.create_task(
+                    self._probe_address(Probe(endpoint, view.resolver, context, address), kinds)
+                )
                 for address in resolved.addresses
             ]
         runs = [task.result() for task in tasks]
@@ -234,22 +230,7 @@ class Engine:
                 checks.append(_Check.of(endpoint, kind, outcomes))
         return checks
 
-    async def _probe_address(
-        self,
-        endpoint: Endpoint,
-        context: ssl.SSLContext | None,
-        address: str,
-        kinds: Sequence[CheckKind],
-        proxy: ProxyURL | None = None,
-    ) -> _AddressRun:
-        probe = Probe(
-            endpoint=endpoint,
-            resolv_conf=self._resolv_conf(),
-            hosts_file=self._hosts_file(),
-            ssl_context=context,
-            address=address or None,
-            proxy=proxy,
-        )
+    async def _probe_address(self, probe: Probe, kinds: Sequence[CheckKind]) -> _AddressRun:
         outcomes: list[tuple[CheckKind, Outcome]] = []
         try:
             for kind in kinds:
@@ -262,7 +243,7 @@ class Engine:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
                         await probe.connection.aclose()
-        return _AddressRun(address, tuple(outcomes))
+        return _AddressRun(probe.address or "", tuple(outcomes))
 
     async def _run(self, kind: CheckKind, probe: Probe) -> Outcome:
         """One check under the deadline; its timeout becomes that check's reason."""
@@ -282,37 +263,64 @@ class Engine:
             phases = {"processing": elapsed} if kind == CheckKind.HTTP else {_PHASE[kind]: elapsed}
             return Outcome.failed(reason, f"{detail}, after {timeout:g}s", phases=phases)
 
-    def _ssl_context(self, registry: RegistryConfig) -> ssl.SSLContext:
-        """The node's trust plus the registry's own CAs, rebuilt only when a file changed."""
-        root = self.config.host_root
-        trust_key = _files_key(root, (*CA_BUNDLES, *CA_DIRECTORIES))
-        if self._trust is None or self._trust[0] != trust_key:
-            self._trust = (trust_key, read_node_trust(root))
-            self._contexts.clear()
-        extra: list[Path | str] = list(containerd_ca_files(root, registry.api_host))
-        extra += [host_path(root, ca) for ca in registry.node_ca_files]
+    def _ssl_context(self, registry: RegistryConfig, view: NodeView) -> ssl.SSLContext:
+        """The node's trust plus the registry's own CAs: certs.d, the CAs its runtime config
+        names, and the config's `ca_file` (on the agent's own filesystem)."""
+        node_cas = view.certs_d(registry.address.pull_address.label) + registry.node_ca_files
+        extra = list(view.ca_files(node_cas))
         if registry.ca_file:
-            extra.append(registry.ca_file)
-        key = (registry.host, registry.insecure_skip_verify, *_stat_key(extra))
-        context = self._contexts.get(key)
-        if context is None:
-            context = build_ssl_context(self._trust[1], tuple(extra), registry.insecure_skip_verify)
-            self._contexts[key] = context
-        return context
+            with open(registry.ca_file, encoding="utf-8", errors="replace") as file:
+                extra.append(CAFile(registry.ca_file, file.read(MAX_CA_FILE_BYTES)))
+        return view.trust.context(tuple(extra), registry.insecure_skip_verify)
 
-    def _trust_failure(
-        self, registry: RegistryConfig, endpoint: Endpoint, error: Exception
-    ) -> RegistryReport:
-        detail = f"cannot load the CA files for {registry.host}: {error}"
-        result = CheckResult(
-            endpoint=endpoint.name,
-            check=CheckKind.TLS,
-            ok=False,
-            reason=Reason.TLS_UNKNOWN_AUTHORITY,
-            detail=detail,
-            phases=dict.fromkeys(PHASES, 0.0),
+
+def _hub_credentials(config: Config) -> str | None:
+    return config.dockerhub.credentials_file or next(
+        (r.credentials_file for r in config.registries if r.is_docker_hub), None
+    )
+
+
+def _registries(
+    config: Config, view: NodeView
+) -> tuple[tuple[RegistryConfig, ...], tuple[NodeProblem, ...]]:
+    named = config.registries or (DOCKER_HUB_REGISTRY,)
+    seen = {r.address.identity for r in named}
+    found: list[RegistryConfig] = []
+    problems: list[NodeProblem] = []
+    for discovered in view.discovery.registries:
+        source = discovered.source
+        try:
+            address = RegistryAddress.parse(f"{discovered.scheme}://{discovered.host}")
+        except ValueError as error:
+            problems.append(NodeProblem(source, f"{source}: {error}", effect="not probed"))
+            continue
+        if address.identity in seen:
+            continue
+        seen.add(address.identity)
+        found.append(
+            RegistryConfig(
+                address,
+                insecure_skip_verify=discovered.skip_verify,
+                node_ca_files=discovered.ca_files,
+                source=f"discovered in {source}" if source else "discovered",
+            )
         )
-        return RegistryReport(registry=registry.host, checks=(result,), finished_at=time.time())
+    return (*named, *found), tuple(problems)
+
+
+def _trust_failure(
+    registry: RegistryConfig, endpoint: Endpoint, error: Exception
+) -> RegistryReport:
+    detail = f"cannot load the CA files for {registry.label}: {error}"
+    result = CheckResult(
+        endpoint=endpoint.address,
+        check=CheckKind.TLS,
+        ok=False,
+        reason=Reason.TLS_UNKNOWN_AUTHORITY,
+        detail=detail,
+        phases=dict.fromkeys(PHASES, 0.0),
+    )
+    return RegistryReport(registry=registry.label, checks=(result,), finished_at=time.time())
 
 
 @dataclass(frozen=True)
@@ -358,7 +366,7 @@ def aggregate(
                 f" ({skipped} IPv6 address(es) unroutable from this node; Go falls back to IPv4)"
             )
         return CheckResult(
-            endpoint=endpoint.name,
+            endpoint=endpoint.address,
             check=kind,
             ok=True,
             reason=None,
@@ -374,7 +382,7 @@ def aggregate(
         where = ", ".join(a for a, _ in failed)
         detail = f"{len(failed)} of {len(outcomes)} addresses failed ({where}); {address}: {detail}"
     return CheckResult(
-        endpoint=endpoint.name,
+        endpoint=endpoint.address,
         check=kind,
         ok=False,
         reason=first_failure.reason,
@@ -425,7 +433,7 @@ def _with_route_verdict(
         results[index] = dataclasses.replace(current, ok=ok, reason=reason, detail=detail)
         return results
     verdict_result = CheckResult(
-        endpoint=main.name, check=CheckKind.PROXY, ok=ok, reason=reason, detail=detail
+        endpoint=main.address, check=CheckKind.PROXY, ok=ok, reason=reason, detail=detail
     )
     return [*results, verdict_result]
 
@@ -441,18 +449,3 @@ def _realm_endpoint(realm: str) -> Endpoint | None:
         return None
     tls = url.scheme == "https"
     return Endpoint(url.hostname, port or (443 if tls else 80), "auth", tls=tls)
-
-
-def _files_key(root: str, paths: Sequence[str]) -> tuple[object, ...]:
-    return _stat_key([host_path(root, p) for p in paths])
-
-
-def _stat_key(paths: Sequence[Path | str]) -> tuple[object, ...]:
-    key: list[object] = []
-    for path in paths:
-        try:
-            stat = os.stat(path)
-            key.append((str(path), stat.st_mtime_ns, stat.st_size))
-        except OSError:
-            key.append((str(path), None))
-    return tuple(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from probe.config import HostPort
 from probe.reasons import ROOT_CAUSE, CheckKind, Reason
 
 
@@ -22,7 +23,7 @@ class CertFacts:
 class CheckResult:
     """One check of one endpoint: passed, or failed for exactly one reason."""
 
-    endpoint: str  # host:port actually checked
+    endpoint: HostPort  # the host and port actually checked
     check: CheckKind
     ok: bool
     reason: Reason | None
@@ -84,6 +85,6 @@ class RegistryReport:
             return None
         return ROOT_CAUSE[failure.reason]
 
-    def endpoints(self) -> tuple[str, ...]:
+    def endpoints(self) -> tuple[HostPort, ...]:
         """Endpoints in the order they were checked, each once."""
         return tuple(dict.fromkeys(c.endpoint for c in self.checks))

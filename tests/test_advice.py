@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from probe.config import HostPort
 from probe.reasons import CheckKind, Reason
 from probe.result import CheckResult
 from probe.views.advice import advice_for
@@ -12,7 +13,9 @@ from probe.views.advice import advice_for
 @pytest.mark.parametrize("reason", list(Reason))
 def test_every_reason_has_concrete_advice(reason: Reason) -> None:
     """Each reason's advice is filled in (no placeholder left) and names the host."""
-    result = CheckResult("registry.lab.test:5000", CheckKind.TCP, False, reason, "detail")
+    result = CheckResult(
+        HostPort("registry.lab.test", 5000), CheckKind.TCP, False, reason, "detail"
+    )
     advice = advice_for(result)
     assert "{" not in advice
     assert "registry.lab.test" in advice or reason in (
@@ -25,5 +28,7 @@ def test_every_reason_has_concrete_advice(reason: Reason) -> None:
 def test_mismatch_advice_carries_the_named_fix() -> None:
     """For a proxy mismatch the detail (runtimes, files, restart) is part of the advice."""
     detail = "dockerd goes direct: add the same Environment= lines to X and restart docker"
-    result = CheckResult("r.lab.test:443", CheckKind.PROXY, False, Reason.PROXY_MISMATCH, detail)
+    result = CheckResult(
+        HostPort("r.lab.test", 443), CheckKind.PROXY, False, Reason.PROXY_MISMATCH, detail
+    )
     assert advice_for(result).endswith(detail)

@@ -7,7 +7,6 @@ tests run the agent as a subprocess on 127.0.0.1 with the same fake.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import io
@@ -28,10 +27,10 @@ import pytest
 from metricsamples import sample
 
 from probe.agent.logs import setup_logging
-from probe.agent.run import run_agent
-from probe.agent.scheduler import JITTER, Agent, jittered, parse_listen
+from probe.agent.scheduler import JITTER, Agent, jittered
 from probe.agent.server import HttpServer, route
-from probe.config import Config, ConfigError, RegistryConfig
+from probe.cli import main
+from probe.config import Config, ConfigError, RegistryAddress, RegistryConfig, parse_listen
 from probe.reasons import CheckKind, Reason
 from probe.result import CheckResult, RegistryReport
 
@@ -45,7 +44,7 @@ DEADLINE = 10.0  # no test waits longer than this for anything
 
 def report(host: str, reason: Reason | None = None) -> RegistryReport:
     """A one-endpoint report: every check passes, or tcp fails with `reason`."""
-    endpoint = f"{host}:443"
+    endpoint = RegistryAddress.parse(host).host_port.with_default_port(443)
     tcp = CheckResult(
         endpoint=endpoint,
         check=CheckKind.TCP,
@@ -89,9 +88,12 @@ class FakeEngine:
     def registries(self) -> tuple[RegistryConfig, ...]:
         return self.config.registries
 
+    def reconfigured(self, config: Config) -> FakeEngine:
+        return type(self)(config)
+
     async def probe_registry(self, registry: RegistryConfig) -> RegistryReport:
         cls = type(self)
-        host = registry.host
+        host = registry.label
         cls.probes.append(host)
         cls.running += 1
         cls.most_running = max(cls.most_running, cls.running)
@@ -120,7 +122,8 @@ def config_of(*hosts: str, interval: float = 60.0, timeout: float = 10.0) -> Con
     return Config(
         interval=interval,
         timeout=timeout,
-        registries=tuple(RegistryConfig(host=h) for h in hosts),
+        listen=parse_listen("127.0.0.1:0"),
+        registries=tuple(RegistryConfig(RegistryAddress.parse(h)) for h in hosts),
     )
 
 
@@ -180,7 +183,7 @@ async def eventually(condition: Callable[[], bool], what: str) -> None:
 
 def agent_for(*hosts: str, **kwargs: float) -> Agent:
     config = config_of(*hosts, **kwargs)
-    return Agent(config, lambda: config, FakeEngine)
+    return Agent(FakeEngine(config), lambda: config)
 
 
 # -- scheduling --------------------------------------------------------------------------------
@@ -192,27 +195,6 @@ def test_jitter_stays_within_ten_percent() -> None:
     waits = [jittered(60.0, rng) for _ in range(1000)]
     assert all(60.0 * (1 - JITTER) <= w <= 60.0 * (1 + JITTER) for w in waits)
     assert max(waits) - min(waits) > 6.0
-
-
-@pytest.mark.parametrize(
-    ("listen", "expected"),
-    [
-        ("0.0.0.0:9741", ("0.0.0.0", 9741)),
-        ("127.0.0.1:0", ("127.0.0.1", 0)),
-        (":9741", ("0.0.0.0", 9741)),
-        ("[::1]:9741", ("::1", 9741)),
-    ],
-)
-def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
-    """--listen takes ADDR:PORT, [v6]:PORT or :PORT."""
-    assert parse_listen(listen) == expected
-
-
-@pytest.mark.parametrize("listen", ["9741", "host:", "host:http", "[nope]:1", "h:70000"])
-def test_parse_listen_rejects(listen: str) -> None:
-    """A --listen without a valid port or address is refused."""
-    with pytest.raises(ValueError):
-        parse_listen(listen)
 
 
 def test_probes_repeat_on_the_interval() -> None:
@@ -231,7 +213,7 @@ def test_concurrency_is_bounded() -> None:
 
     async def scenario() -> None:
         config = config_of(*(f"slow.{i}.example" for i in range(20)))
-        agent = Agent(config, lambda: config, FakeEngine, concurrency=3)
+        agent = Agent(FakeEngine(config), lambda: config, concurrency=3)
         async with running(agent):
             await eventually(lambda: agent.ready, "first cycle")
         assert FakeEngine.most_running == 3
@@ -408,18 +390,19 @@ def test_open_idle_connection_does_not_delay_stopping() -> None:
 
 
 def test_reload_swaps_registries_and_drops_removed_series() -> None:
-    """A good reload: removed registries' series vanish (their probes cancelled), new ones come."""
+    """A good reload: removed registries' series vanish at once, new ones come; a probe in
+    flight is not cancelled (its report is dropped when it ends)."""
 
     async def scenario() -> None:
         configs = [config_of("stuck.old.example", "kept.example")]
-        agent = Agent(configs[0], lambda: configs[-1], FakeEngine)
+        agent = Agent(FakeEngine(configs[0]), lambda: configs[-1])
         async with running(agent) as url, client() as http:
             await eventually(lambda: "kept.example" in agent.collector.reports(), "kept probed")
             configs.append(config_of("kept.example", "new.example"))
             agent.request_reload()
             await eventually(lambda: "new.example" in agent.collector.reports(), "new probed")
             text = (await http.get(f"{url}/metrics")).text
-        assert "stuck.old.example" in FakeEngine.cancelled
+            assert "stuck.old.example" not in FakeEngine.cancelled  # still running, not starved
         assert 'registry="stuck.old.example"' not in text
         assert sample(text, "registry_probe_success", registry="new.example") == 1
         assert sample(text, "registry_probe_config_last_reload_success") == 1
@@ -437,7 +420,7 @@ def test_reload_with_a_bad_config_keeps_the_old_one() -> None:
 
     async def scenario() -> None:
         config = config_of("a.example", interval=0.05)
-        agent = Agent(config, broken, FakeEngine)
+        agent = Agent(FakeEngine(config), broken)
         async with running(agent) as url, client() as http:
             await eventually(lambda: agent.ready, "first cycle")
             agent.request_reload()
@@ -503,12 +486,14 @@ def test_logs_never_show_a_password() -> None:
 # -- the command, as a process: signals ----------------------------------------------------------
 
 AGENT_SCRIPT = """
-import argparse, sys
+import sys
 sys.path.insert(0, {tests!r})
 from test_agent import FakeEngine, config_from_file
 from probe.agent.run import run_agent
-args = argparse.Namespace(listen="127.0.0.1:0", interval=None, once={once}, log_format={fmt!r})
-raise SystemExit(run_agent(args, config_from_file({config!r}), FakeEngine))
+build = config_from_file({config!r})
+raise SystemExit(
+    run_agent(build(), build, once={once}, log_format={fmt!r}, engine_factory=FakeEngine)
+)
 """
 
 
@@ -651,18 +636,15 @@ def test_json_logs_are_one_object_per_line(agent_process: Callable[..., AgentPro
     assert [line["msg"] for line in lines][-2:] == ["stopping", "stopped"]
 
 
-def test_bad_config_at_start_exits_two() -> None:
+def test_bad_config_at_start_exits_two(tmp_path: Path) -> None:
     """A config that cannot be built stops `run` before it starts, with status 2."""
-
-    def broken() -> Config:
-        raise ConfigError(["interval: negative duration (line 1)"])
-
-    args = argparse.Namespace(listen="127.0.0.1:0", interval=None, once=True, log_format="text")
-    assert run_agent(args, broken, FakeEngine) == 2
+    bad = tmp_path / "config.yaml"
+    bad.write_text("interval: -1s\n")
+    assert main(["run", "--config", str(bad), "--listen", "127.0.0.1:0"]) == 2
 
 
 def test_bad_listen_address_exits_two() -> None:
     """A --listen that is not ADDR:PORT is a usage error: status 2."""
-    config = config_of("a.example")
-    args = argparse.Namespace(listen="nowhere", interval=None, once=False, log_format="text")
-    assert run_agent(args, lambda: config, FakeEngine) == 2
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", "--listen", "nowhere"])
+    assert stopped.value.code == 2

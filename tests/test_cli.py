@@ -81,7 +81,7 @@ def test_default_registries_are_docker_hub_plus_the_nodes_mirrors() -> None:
     args = build_parser().parse_args(
         ["check", "--host-root", str(DATA / "hosts" / "containerd-1.7")]
     )
-    hosts = [r.host for r in Engine(build_config(args)).registries()]
+    hosts = [r.label for r in Engine(build_config(args)).registries()]
     assert hosts[0] == "registry-1.docker.io"
     assert "mirror.example.com:5000" in hosts
     assert "198.18.200.5:5000" in hosts
@@ -99,4 +99,4 @@ def test_no_discover_probes_only_what_is_named() -> None:
             "registry.lab.test:5000",
         ]
     )
-    assert [r.host for r in Engine(build_config(args)).registries()] == ["registry.lab.test:5000"]
+    assert [r.label for r in Engine(build_config(args)).registries()] == ["registry.lab.test:5000"]

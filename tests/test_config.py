@@ -21,8 +21,11 @@ from probe.config import (
     Config,
     ConfigError,
     DockerHubConfig,
+    HostPort,
+    RegistryAddress,
     RegistryConfig,
     load_config,
+    parse_listen,
     parse_registry_arg,
     validate_file,
 )
@@ -79,7 +82,7 @@ INVALID: dict[str, list[str]] = {
         " (expected a mapping such as {host: registry.example.com})",
     ],
     "invalid-bad-listen.yaml": [
-        'invalid-bad-listen.yaml:1: listen: ":9741" has no host'
+        'invalid-bad-listen.yaml:1: listen: "localhost" has no port'
         " (expected HOST:PORT, such as 0.0.0.0:9741 or [::]:9741)",
     ],
     "invalid-bad-registry-host.yaml": [
@@ -195,20 +198,19 @@ def test_valid_full() -> None:
         interval=60.0,
         timeout=10.0,
         host_root="/host",
-        listen="0.0.0.0:9741",
+        listen=HostPort("0.0.0.0", 9741),
         discover=True,
         registries=(
-            RegistryConfig(host="registry-1.docker.io"),
+            RegistryConfig(RegistryAddress.parse("registry-1.docker.io")),
             RegistryConfig(
-                host="registry.example.com:5000",
-                scheme="https",
+                RegistryAddress.parse("registry.example.com:5000"),
                 ca_file="ca/example.crt",
                 insecure_skip_verify=False,
                 credentials_file="creds/.dockerconfigjson",
-                blob_hosts=("storage.example.com",),
+                blob_hosts=(HostPort("storage.example.com"),),
                 source="config",
             ),
-            RegistryConfig(host="mirror.internal:5000", scheme="http"),
+            RegistryConfig(RegistryAddress.parse("http://mirror.internal:5000")),
         ),
         dockerhub=DockerHubConfig(
             ratelimit_interval=300.0, credentials_file="dockerhub/.dockerconfigjson"
@@ -230,15 +232,15 @@ def test_relative_files_resolve_against_the_config_directory() -> None:
 def test_anchors_aliases_and_merge_keys() -> None:
     """`&anchor`, `*alias` and `<<:` merges work; keys written beside a merge win."""
     registries = load_config("valid-anchors.yaml").registries
-    assert [r.host for r in registries] == [
+    assert [r.label for r in registries] == [
         "registry.example.com:5000",
         "mirror.example.com:5000",
         "other.example.com",
     ]
     assert registries[1].ca_file == "ca/example.crt"
     assert registries[1].credentials_file == "creds/.dockerconfigjson"
-    assert registries[1].blob_hosts == ("storage.example.com",)
-    assert registries[2].blob_hosts == ("storage.example.com",)
+    assert registries[1].blob_hosts == (HostPort("storage.example.com"),)
+    assert registries[2].blob_hosts == (HostPort("storage.example.com"),)
     assert registries[2].ca_file is None
 
 
@@ -406,16 +408,27 @@ def test_booleans(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("0.0.0.0:9741", HostPort("0.0.0.0", 9741)),
+        ("127.0.0.1:1", HostPort("127.0.0.1", 1)),
+        ('"[::]:9741"', HostPort("::", 9741)),
+        ("'[::1]:65535'", HostPort("::1", 65535)),
+        ("localhost:9741", HostPort("localhost", 9741)),
+        ('":9741"', HostPort("0.0.0.0", 9741)),
+        ("127.0.0.1:0", HostPort("127.0.0.1", 0)),
+    ],
+)
+def test_listen(tmp_path: Path, listen: str, expected: HostPort) -> None:
+    """`listen` is HOST:PORT, [V6]:PORT or :PORT (every interface); port 0 lets the kernel pick."""
+    assert load_config(write(tmp_path, f"listen: {listen}\n")).listen == expected
+    assert parse_listen(listen.strip("'\"")) == expected  # --listen: the same parser
+
+
+@pytest.mark.parametrize(
     ("listen", "problem"),
     [
-        ("0.0.0.0:9741", None),
-        ("127.0.0.1:1", None),
-        ('"[::]:9741"', None),
-        ("'[::1]:65535'", None),
-        ("localhost:9741", None),
-        ('":9741"', '":9741" has no host'),
         ("0.0.0.0", '"0.0.0.0" has no port'),
-        ("0.0.0.0:0", '"0.0.0.0:0" has the port "0"'),
         ("0.0.0.0:65536", '"0.0.0.0:65536" has the port "65536"'),
         ("0.0.0.0:http", '"0.0.0.0:http" has the port "http"'),
         ("'::9741'", '"::9741" has more than one colon: an IPv6 address goes in brackets,'),
@@ -423,17 +436,17 @@ def test_booleans(tmp_path: Path) -> None:
         ("'[zz]:1'", '"[zz]:1" has no valid IPv6 address in brackets'),
         ("256.1.1.1:80", '"256.1.1.1:80" is not a valid IPv4 address'),
         ("9741", '"9741" is not a valid IPv4 address'),
+        ("'host:'", '"host:" has the port ""'),
     ],
 )
-def test_listen(tmp_path: Path, listen: str, problem: str | None) -> None:
-    """`listen` is HOST:PORT with a port from 1 to 65535, IPv6 in brackets."""
+def test_listen_rejects(tmp_path: Path, listen: str, problem: str) -> None:
+    """A listen address without a usable host or port is named, in the file and as a flag."""
     path = write(tmp_path, f"listen: {listen}\n")
-    if problem is None:
-        assert load_config(path).listen == listen.strip("'\"")
-        return
     (message,) = problems_of(path)
     assert message.startswith(f"{path}:1: listen: {problem}")
     assert message.endswith("(expected HOST:PORT, such as 0.0.0.0:9741 or [::]:9741)")
+    with pytest.raises(ValueError, match="expected HOST:PORT"):
+        parse_listen(listen.strip("'\""))
 
 
 @pytest.mark.parametrize("text", ["listen: [::]:9741\n", "registries:\n  - host: [::1]:5000\n"])
@@ -458,7 +471,7 @@ def test_blob_hosts(tmp_path: Path) -> None:
     ]
     path = write(tmp_path, text.rsplit("  - host: c", 1)[0])
     first, second = load_config(path).registries
-    assert first.blob_hosts == ("storage.example.com", "cdn.example.com:8443")
+    assert first.blob_hosts == (HostPort("storage.example.com"), HostPort("cdn.example.com", 8443))
     assert second.blob_hosts == ()
     assert second.effective_blob_hosts == ()
 
@@ -556,7 +569,8 @@ def test_credentials_never_in_messages(tmp_path: Path) -> None:
 )
 def test_registry_arg(value: str, host: str, scheme: str) -> None:
     """`--registry` takes host[:port] and http(s) URLs; the label is lower case, no scheme."""
-    assert parse_registry_arg(value) == RegistryConfig(host=host, scheme=scheme, source="flag")
+    registry = parse_registry_arg(value)
+    assert (registry.label, registry.address.scheme, registry.source) == (host, scheme, "flag")
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,8 @@ from probe.node.discovery import (
     RegistriesConf,
     containerd_config_from_data,
     discover,
-    discover_registries,
     hosts_toml_from_data,
     k3s_registries_from_data,
-    mirrors_by_upstream,
     parse_containerd_config,
     parse_hosts_toml,
     parse_k3s_registries,
@@ -25,8 +23,13 @@ from probe.node.discovery import (
     registries_conf_merge,
     registries_from_conf,
 )
+from probe.node.hostfs import HostFS
 
 HOSTS = Path(__file__).parent / "data" / "hosts"
+
+
+def discover_registries(root: Path) -> list[DiscoveredRegistry]:
+    return list(discover(HostFS(str(root))).registries)
 
 
 def _brief(registries: list[DiscoveredRegistry]) -> list[tuple[str, str, str | None]]:
@@ -35,7 +38,7 @@ def _brief(registries: list[DiscoveredRegistry]) -> list[tuple[str, str, str | N
 
 def test_containerd_17_config_path() -> None:
     """containerd 1.7 (config version 2, config_path): hosts.toml upstreams, mirrors, CAs."""
-    found = discover(HOSTS / "containerd-1.7")
+    found = discover(HostFS(str(HOSTS / "containerd-1.7")))
     assert found.problems == ()
     assert _brief(list(found.registries)) == [
         ("https", "registry-1.docker.io", None),
@@ -72,7 +75,7 @@ def test_containerd_2_layout() -> None:
         ("https", "ghcr-mirror.example.com", "ghcr.io"),
     ]
     assert registries[1].source == "/etc/docker/certs.d/ghcr.io/hosts.toml"
-    assert set(mirrors_by_upstream(tuple(registries))) == {"*", "ghcr.io"}
+    assert {r.mirror_of for r in registries if r.is_mirror} == {"*", "ghcr.io"}
 
 
 def test_legacy_mirrors_version_2() -> None:
@@ -128,7 +131,7 @@ def test_k3s_registries_yaml() -> None:
 
 def test_malformed_files_are_named_problems() -> None:
     """Broken TOML and wrong types give one problem each, naming the file; others still read."""
-    found = discover(HOSTS / "malformed")
+    found = discover(HostFS(str(HOSTS / "malformed")))
     problems = {
         (p.source, "not valid TOML" if p.message.startswith("not valid TOML") else p.message)
         for p in found.problems
@@ -157,8 +160,8 @@ def test_malformed_files_are_named_problems() -> None:
 
 def test_nothing_configured(tmp_path: Path) -> None:
     """An empty host root: nothing found, no problem."""
-    assert discover(tmp_path).registries == ()
-    assert discover(tmp_path).problems == ()
+    assert discover(HostFS(str(tmp_path))).registries == ()
+    assert discover(HostFS(str(tmp_path))).problems == ()
 
 
 def test_config_path_unset_uses_containerd_2_default() -> None:

@@ -15,7 +15,7 @@ from probe.dockerhub.rules import (
     Auth,
     DockerConfigError,
     DockerCredentials,
-    Outcome,
+    HubAnswer,
     ParsedRateLimit,
     RateLimitGate,
     Token,
@@ -180,7 +180,7 @@ HEADER_TABLE = [
         21600,
         None,
         True,
-        "ratelimit-limit '200=21600' is not a pull count",
+        'ratelimit-limit "200=21600" is not a pull count',
         id="malformed-limit",
     ),
     pytest.param(
@@ -796,7 +796,7 @@ def test_parse_token_response_failures(
 ) -> None:
     """Each failing answer of the token service maps to exactly one reason with a clear detail."""
     outcome = parse_token_response(status, body, NOW)
-    assert isinstance(outcome, Outcome)
+    assert isinstance(outcome, HubAnswer)
     assert outcome.reason is reason
     assert detail in outcome.detail
 
@@ -813,7 +813,7 @@ def test_parse_token_response_429_reads_limit_headers() -> None:
             ("Retry-After", "120"),
         ],
     )
-    assert isinstance(outcome, Outcome)
+    assert isinstance(outcome, HubAnswer)
     assert outcome.ratelimit is not None
     assert (outcome.ratelimit.limit, outcome.ratelimit.remaining) == (100, 0)
     assert outcome.retry_after_seconds == 120.0
@@ -824,17 +824,17 @@ def test_parse_token_response_never_echoes_token() -> None:
     body = json.dumps({"token": TOKEN_VALUE, "details": "x" * 5000}).encode()
     for status in (401, 403, 429, 500):
         outcome = parse_token_response(status, body, NOW)
-        assert isinstance(outcome, Outcome)
+        assert isinstance(outcome, HubAnswer)
         assert TOKEN_VALUE not in outcome.detail
         assert len(outcome.detail) < 400
     bad = parse_token_response(200, json.dumps({"token": 5, "access": TOKEN_VALUE}).encode(), NOW)
-    assert isinstance(bad, Outcome)
+    assert isinstance(bad, HubAnswer)
     assert TOKEN_VALUE not in bad.detail
 
 
 @given(st.integers(min_value=100, max_value=599), st.binary(max_size=300))
 def test_parse_token_response_never_raises(status: int, body: bytes) -> None:
-    """Any status and body give a Token or an Outcome with a reason, never an exception."""
+    """Any status and body give a Token or an HubAnswer with a reason, never an exception."""
     result = parse_token_response(status, body, NOW)
     assert isinstance(result, Token) or result.reason is not None
 
@@ -913,7 +913,7 @@ LIMITS_100 = [
             200,
             [*REGISTRY_HEADERS, ("ratelimit-limit", "lots"), ("ratelimit-remaining", "3")],
             None,
-            "ratelimit-limit 'lots' is not a pull count",
+            'ratelimit-limit "lots" is not a pull count',
             id="200-malformed-is-reported-not-failed",
         ),
         pytest.param(

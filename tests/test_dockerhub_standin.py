@@ -21,7 +21,7 @@ from lab.pki import CertificateAuthority
 from probe.dockerhub.rules import (
     DockerCredentials,
     HttpRequest,
-    Outcome,
+    HubAnswer,
     Token,
     classify_manifest_head,
     manifest_head_request,
@@ -63,13 +63,15 @@ class Standin:
             content=request.body or None,
         )
 
-    def token(self, client: httpx.Client, credentials: DockerCredentials | None) -> Token | Outcome:
+    def token(
+        self, client: httpx.Client, credentials: DockerCredentials | None
+    ) -> Token | HubAnswer:
         answer = self.send(client, token_request(credentials))
         return parse_token_response(
             answer.status_code, answer.content, time.time(), answer.headers.multi_items()
         )
 
-    def head(self, client: httpx.Client, token: Token | None) -> Outcome:
+    def head(self, client: httpx.Client, token: Token | None) -> HubAnswer:
         answer = self.send(client, manifest_head_request(token))
         assert answer.content == b""
         return classify_manifest_head(answer.status_code, answer.headers.multi_items())
@@ -105,7 +107,7 @@ def standin(tmp_path: Path, *extra: str, scheme: str = "http") -> Iterator[Stand
         stderr.close()
 
 
-def _remaining(outcome: Outcome) -> int | None:
+def _remaining(outcome: HubAnswer) -> int | None:
     assert outcome.ratelimit is not None, outcome.detail
     return outcome.ratelimit.remaining
 
@@ -168,7 +170,7 @@ def test_wrong_credentials_are_auth_failed(tmp_path: Path, client: httpx.Client)
         assert answer.json() == {"details": "incorrect username or password"}
         outcome = hub.token(client, DockerCredentials(USER, password=WRONG_PASSWORD))
         state = hub.state()
-    assert isinstance(outcome, Outcome)
+    assert isinstance(outcome, HubAnswer)
     assert outcome.reason is Reason.AUTH_FAILED
     assert "incorrect username or password" in outcome.detail
     assert state["token_rejected"] == {USER: 2}
@@ -257,7 +259,7 @@ def test_token_ratelimited_mode(tmp_path: Path, client: httpx.Client) -> None:
     """Mode token-ratelimited: the token endpoint's 429 is named rate_limited."""
     with standin(tmp_path, "--mode", "token-ratelimited") as hub:
         outcome = hub.token(client, None)
-    assert isinstance(outcome, Outcome)
+    assert isinstance(outcome, HubAnswer)
     assert outcome.reason is Reason.RATE_LIMITED
     assert "TOOMANYREQUESTS" in outcome.detail
     assert outcome.retry_after_seconds == 60.0

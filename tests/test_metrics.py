@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from probe import __version__
+from probe.config import parse_host_port
 from probe.reasons import PHASES, CheckKind, Reason
 from probe.result import CertFacts, CheckResult, RateLimit, RegistryReport, RuntimeRoute
 from probe.views.metrics import (
@@ -61,7 +62,7 @@ def passed(
     cert: CertFacts | None = None,
 ) -> CheckResult:
     return CheckResult(
-        endpoint=endpoint,
+        endpoint=parse_host_port(endpoint),
         check=check,
         ok=True,
         reason=None,
@@ -76,7 +77,7 @@ def failed(
     endpoint: str, check: CheckKind, reason: Reason, phases: dict[str, float] | None = None
 ) -> CheckResult:
     return CheckResult(
-        endpoint=endpoint,
+        endpoint=parse_host_port(endpoint),
         check=check,
         ok=False,
         reason=reason,

@@ -8,17 +8,18 @@ from typing import Any
 import pytest
 from fakeprocs import FakeProcess, FakeProcesses
 
+from probe.config import RegistryAddress
+from probe.node.hostfs import HostFS
+from probe.node.processes import scan_processes
 from probe.node.runtimes import (
     Route,
     consistent,
     deciding_runtime,
     explain_mismatch,
-    live_environment,
     read_runtime,
     read_runtimes,
     restart_pending,
     route_for,
-    visible_process_names,
 )
 from probe.result import RuntimeRoute
 
@@ -27,9 +28,9 @@ HOSTS = Path(__file__).parent / "data" / "hosts"
 
 def test_docker_proxied_containerd_direct_is_named_with_the_fix() -> None:
     """The seed's case: dockerd has a proxy drop-in, containerd none; the fix names the file."""
-    configs = read_runtimes(HOSTS / "docker-containerd")
+    configs = read_runtimes(HostFS(str(HOSTS / "docker-containerd")))
     assert set(configs) == {"containerd", "dockerd"}
-    routes = [route_for("registry-1.docker.io", c) for c in configs.values()]
+    routes = [route_for(RegistryAddress.parse("registry-1.docker.io"), c) for c in configs.values()]
     assert not consistent(routes)
     assert explain_mismatch(routes, configs) == (
         "dockerd goes through http://proxy.corp:3128 "
@@ -42,9 +43,9 @@ def test_docker_proxied_containerd_direct_is_named_with_the_fix() -> None:
 
 def test_route_keeps_secret_for_use_and_shows_it_redacted() -> None:
     """A proxy with credentials is shown as user:*** and kept whole only for the connection."""
-    config = read_runtime(HOSTS / "containerd-1.7", "containerd")
+    config = read_runtime(HostFS(str(HOSTS / "containerd-1.7")), "containerd")
     assert config is not None
-    route = route_for("registry-1.docker.io", config)
+    route = route_for(RegistryAddress.parse("registry-1.docker.io"), config)
     assert route.route == "proxy"
     assert route.proxy == "http://user:***@proxy.corp:3128"
     # The fixture drop-in's fake password, kept whole for the connection through the proxy.
@@ -58,9 +59,9 @@ def test_route_keeps_secret_for_use_and_shows_it_redacted() -> None:
 
 def test_no_proxy_sends_registry_direct_and_names_the_entry() -> None:
     """A NO_PROXY entry that matches the registry gives a direct route, naming entry and file."""
-    config = read_runtime(HOSTS / "containerd-1.7", "containerd")
+    config = read_runtime(HostFS(str(HOSTS / "containerd-1.7")), "containerd")
     assert config is not None
-    route = route_for("harbor.svc:8443", config)
+    route = route_for(RegistryAddress.parse("harbor.svc:8443"), config)
     assert (route.route, route.variable, route.why) == (
         "direct",
         "NO_PROXY",
@@ -71,9 +72,9 @@ def test_no_proxy_sends_registry_direct_and_names_the_entry() -> None:
 
 def test_http_registry_uses_http_proxy() -> None:
     """A plain-HTTP registry (http://host:port) is routed by HTTP_PROXY."""
-    config = read_runtime(HOSTS / "containerd-1.7", "containerd")
+    config = read_runtime(HostFS(str(HOSTS / "containerd-1.7")), "containerd")
     assert config is not None
-    route = route_for("http://registry.internal:5000", config)
+    route = route_for(RegistryAddress.parse("http://registry.internal:5000"), config)
     assert (route.route, route.proxy, route.variable) == (
         "proxy",
         "http://proxy.corp:3128",
@@ -83,59 +84,61 @@ def test_http_registry_uses_http_proxy() -> None:
 
 def test_k3s_containerd_variables_win() -> None:
     """Under k3s, CONTAINERD_HTTPS_PROXY becomes containerd's HTTPS_PROXY over the plain one."""
-    config = read_runtime(HOSTS / "k3s", "containerd")
+    config = read_runtime(HostFS(str(HOSTS / "k3s")), "containerd")
     assert config is not None
     assert config.unit == "k3s.service"
     assert config.environment == {
         "HTTPS_PROXY": "http://containerd-only:3128",
         "NO_PROXY": "registry.local",
     }
-    route = route_for("registry-1.docker.io", config)
+    route = route_for(RegistryAddress.parse("registry-1.docker.io"), config)
     assert route.proxy == "http://containerd-only:3128"
     assert route.source == "/etc/systemd/system/k3s.service.env (CONTAINERD_HTTPS_PROXY)"
-    assert route_for("registry.local", config).route == "direct"
+    assert route_for(RegistryAddress.parse("registry.local"), config).route == "direct"
     assert config.suggested_file == "/etc/systemd/system/k3s.service.env"
     assert config.restart_name == "k3s"
 
 
 def test_daemon_json_proxies_override_dockerd_environment() -> None:
     """daemon.json proxies replace the unit's HTTPS_PROXY and NO_PROXY in both cases."""
-    config = read_runtime(HOSTS / "docker-daemon-json", "dockerd")
+    config = read_runtime(HostFS(str(HOSTS / "docker-daemon-json")), "dockerd")
     assert config is not None
-    route = route_for("registry-1.docker.io", config)
+    route = route_for(RegistryAddress.parse("registry-1.docker.io"), config)
     assert (route.proxy, route.source) == ("http://json-proxy:3128", "/etc/docker/daemon.json")
-    assert route_for("http://cache.internal:5000", config).route == "direct"  # *.internal
+    assert (
+        route_for(RegistryAddress.parse("http://cache.internal:5000"), config).route == "direct"
+    )  # *.internal
     # The process was started with the unit's values: that is what /proc shows.
     assert config.process_env["HTTPS_PROXY"] == "http://env-proxy:3128"
 
 
 def test_crio_environment_file() -> None:
     """CRI-O's proxy from its EnvironmentFile, and CRI-O decides when containerd is absent."""
-    configs = read_runtimes(HOSTS / "crio")
+    configs = read_runtimes(HostFS(str(HOSTS / "crio")))
     assert set(configs) == {"crio"}
     assert deciding_runtime(configs) == "crio"
-    route = route_for("quay.io", configs["crio"])
+    route = route_for(RegistryAddress.parse("quay.io"), configs["crio"])
     assert (route.proxy, route.source) == ("http://crio-proxy:3128", "/etc/sysconfig/crio")
 
 
 def test_absent_runtime_is_none(tmp_path: Path) -> None:
     """No unit, no config directory, no process: the runtime is not on the node."""
-    assert read_runtime(tmp_path, "containerd") is None
-    assert read_runtimes(tmp_path) == {}
+    assert read_runtime(HostFS(str(tmp_path)), "containerd") is None
+    assert read_runtimes(HostFS(str(tmp_path))) == {}
     assert deciding_runtime({}) is None
 
 
 def test_runtime_present_by_process_alone(tmp_path: Path) -> None:
     """A visible process is enough to count a runtime as present (direct, no settings)."""
-    config = read_runtime(tmp_path, "crio", process_names={"crio", "kubelet"})
+    config = read_runtime(HostFS(str(tmp_path)), "crio", process_names={"crio", "kubelet"})
     assert config is not None
     assert config.evidence == ("process crio",)
-    assert route_for("quay.io", config).route == "direct"
+    assert route_for(RegistryAddress.parse("quay.io"), config).route == "direct"
 
 
 def test_malformed_settings_are_problems_not_crashes() -> None:
     """Broken daemon.json and unit lines become problems; the runtime is still read."""
-    config = read_runtime(HOSTS / "malformed", "dockerd")
+    config = read_runtime(HostFS(str(HOSTS / "malformed")), "dockerd")
     assert config is not None
     assert any("daemon.json is not valid JSON" in p for p in config.problems)
     assert not any("p%40ss" in p for p in config.problems)
@@ -143,8 +146,8 @@ def test_malformed_settings_are_problems_not_crashes() -> None:
 
 def test_environment_file_runtime_mismatch_with_crio() -> None:
     """containerd proxied from an EnvironmentFile, crio direct: crio's drop-in is the fix."""
-    configs = read_runtimes(HOSTS / "environment-file")
-    routes = [route_for("registry-1.docker.io", c) for c in configs.values()]
+    configs = read_runtimes(HostFS(str(HOSTS / "environment-file")))
+    routes = [route_for(RegistryAddress.parse("registry-1.docker.io"), c) for c in configs.values()]
     message = explain_mismatch(routes, configs)
     assert message is not None
     assert (
@@ -205,13 +208,14 @@ def test_different_proxies_and_credentials_explained() -> None:
 )
 def test_live_environment(processes: list[FakeProcess], want: dict[str, str] | None) -> None:
     """The live environment of a visible, readable process; None when hidden or denied."""
-    assert live_environment("containerd", FakeProcesses(processes)) == want
+    table = scan_processes({"containerd", "dockerd"}, FakeProcesses(processes))
+    assert table.live_environment("containerd") == want
 
 
-def test_visible_process_names() -> None:
-    """Names of the visible processes, for presence."""
+def test_scan_keeps_only_runtime_processes() -> None:
+    """One pass over the processes keeps the runtimes asked for, for presence."""
     fake = FakeProcesses([FakeProcess("containerd"), FakeProcess("kubelet")])
-    assert visible_process_names(fake) == {"containerd", "kubelet"}
+    assert scan_processes({"containerd", "crio"}, fake).names == {"containerd"}
 
 
 @pytest.mark.parametrize(
@@ -233,10 +237,10 @@ def test_restart_pending(unit: dict[str, str], live: dict[str, str] | None, pend
 
 def test_restart_pending_for_k3s_compares_the_child_environment() -> None:
     """k3s's containerd runs with CONTAINERD_* stripped: that is what its /proc shows."""
-    config = read_runtime(HOSTS / "k3s", "containerd")
+    config = read_runtime(HostFS(str(HOSTS / "k3s")), "containerd")
     assert config is not None
-    live = live_environment(
-        "containerd",
+    live = scan_processes(
+        {"containerd"},
         FakeProcesses(
             [
                 FakeProcess(
@@ -245,7 +249,7 @@ def test_restart_pending_for_k3s_compares_the_child_environment() -> None:
                 )
             ]
         ),
-    )
+    ).live_environment("containerd")
     assert not restart_pending(config.process_env, live)
     assert restart_pending(config.process_env, {"HTTPS_PROXY": "http://k3s-proxy:3128"})
 
@@ -259,8 +263,8 @@ def test_no_proxy_mismatch_names_the_entry_to_remove(tmp_path: Path) -> None:
             f'[Service]\nEnvironment="HTTPS_PROXY=http://proxy:3128" "NO_PROXY={no_proxy}"\n'
         )
         (tmp_path / "etc/systemd/system" / unit).write_text("[Service]\n")
-    configs = read_runtimes(tmp_path)
-    routes = [route_for("registry.corp", c) for c in configs.values()]
+    configs = read_runtimes(HostFS(str(tmp_path)))
+    routes = [route_for(RegistryAddress.parse("registry.corp"), c) for c in configs.values()]
     assert explain_mismatch(routes, configs) == (
         "dockerd goes through http://proxy:3128 "
         "(from /etc/systemd/system/docker.service.d/http-proxy.conf); "

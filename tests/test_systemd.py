@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from probe.node.hostfs import HostFS
 from probe.node.systemd import (
     Assignment,
     EnvironmentFileEntry,
@@ -164,7 +165,7 @@ def test_environment_file_export_is_not_shell() -> None:
 
 def test_unit_with_dropins_merged_by_name() -> None:
     """etc's drop-in replaces usr/lib's of the same name; drop-ins apply in name order."""
-    env = effective_environment(HOSTS / "containerd-1.7", "containerd.service")
+    env = effective_environment(HostFS(str(HOSTS / "containerd-1.7")), "containerd.service")
     assert env.found
     assert env.unit_path == "/lib/systemd/system/containerd.service"
     assert env.dropins == (
@@ -180,7 +181,7 @@ def test_unit_with_dropins_merged_by_name() -> None:
 
 def test_environment_files_override_environment() -> None:
     """EnvironmentFile= wins over Environment=; "-" files may be missing; globs are read."""
-    env = effective_environment(HOSTS / "environment-file", "containerd.service")
+    env = effective_environment(HostFS(str(HOSTS / "environment-file")), "containerd.service")
     assert env.variables["HTTPS_PROXY"] == "http://from-file:3128"
     assert env.sources["HTTPS_PROXY"] == "/etc/containerd/proxy.env"
     assert env.variables["NO_PROXY"] == ".internal,.corp,registry.local"
@@ -192,7 +193,7 @@ def test_environment_files_override_environment() -> None:
 
 def test_missing_required_environment_file_is_a_problem() -> None:
     """Without the "-" prefix a missing file is named: systemd would not start the unit."""
-    env = effective_environment(HOSTS / "environment-file", "crio.service")
+    env = effective_environment(HostFS(str(HOSTS / "environment-file")), "crio.service")
     assert env.variables == {}
     assert env.problems == (
         "EnvironmentFile=/etc/sysconfig/crio-missing (in /etc/systemd/system/crio.service) "
@@ -202,7 +203,7 @@ def test_missing_required_environment_file_is_a_problem() -> None:
 
 def test_default_environment_lowest_precedence() -> None:
     """DefaultEnvironment= from system.conf and its drop-ins sits under Environment=."""
-    env = effective_environment(HOSTS / "default-environment", "containerd.service")
+    env = effective_environment(HostFS(str(HOSTS / "default-environment")), "containerd.service")
     assert env.variables == {
         "HTTP_PROXY": "http://unit-proxy:3128",
         "HTTPS_PROXY": "http://default-proxy:3128",
@@ -214,7 +215,7 @@ def test_default_environment_lowest_precedence() -> None:
 
 def test_k3s_environment_files_with_specifier() -> None:
     """k3s's unit names /etc/default/%N: the specifier is the unit name without .service."""
-    env = effective_environment(HOSTS / "k3s", "k3s.service")
+    env = effective_environment(HostFS(str(HOSTS / "k3s")), "k3s.service")
     assert env.variables["HTTPS_PROXY"] == "http://k3s-proxy:3128"
     assert env.sources["HTTPS_PROXY"] == "/etc/default/k3s"
     assert env.variables["CONTAINERD_HTTPS_PROXY"] == "http://containerd-only:3128"
@@ -222,7 +223,7 @@ def test_k3s_environment_files_with_specifier() -> None:
 
 def test_malformed_unit_keeps_what_systemd_keeps() -> None:
     """A broken header, quote or specifier drops only what systemd drops, each named."""
-    env = effective_environment(HOSTS / "malformed", "docker.service")
+    env = effective_environment(HostFS(str(HOSTS / "malformed")), "docker.service")
     assert env.variables == {"GOOD": "1"}
     assert len(env.problems) == 4
     assert not any("p%40ss" in p or "unterminated:3128" in p for p in env.problems)
@@ -230,7 +231,7 @@ def test_malformed_unit_keeps_what_systemd_keeps() -> None:
 
 def test_missing_unit(tmp_path: Path) -> None:
     """No unit file anywhere: not found, empty environment."""
-    env = effective_environment(tmp_path, "containerd.service")
+    env = effective_environment(HostFS(str(tmp_path)), "containerd.service")
     assert not env.found
     assert env.variables == {}
 
@@ -241,7 +242,7 @@ def test_masked_unit(tmp_path: Path) -> None:
     (tmp_path / "lib/systemd/system").mkdir(parents=True)
     (tmp_path / "etc/systemd/system/docker.service").symlink_to("/dev/null")
     (tmp_path / "lib/systemd/system/docker.service").write_text("[Service]\nEnvironment=A=1\n")
-    env = effective_environment(tmp_path, "docker.service")
+    env = effective_environment(HostFS(str(tmp_path)), "docker.service")
     assert env.masked
     assert not env.found
     assert env.variables == {}
@@ -255,13 +256,13 @@ def test_unit_alias_symlink_followed_inside_root(tmp_path: Path) -> None:
         "[Service]\nEnvironment=HTTPS_PROXY=http://p:1\n"
     )
     (tmp_path / "etc/systemd/system/containerd.service").symlink_to("/opt/containerd.service")
-    env = effective_environment(tmp_path, "containerd.service")
+    env = effective_environment(HostFS(str(tmp_path)), "containerd.service")
     assert env.variables == {"HTTPS_PROXY": "http://p:1"}
 
 
 def test_suggested_dropin() -> None:
     """The drop-in path advised for a unit is the one Docker's docs name."""
-    env = effective_environment(HOSTS / "docker-containerd", "containerd.service")
+    env = effective_environment(HostFS(str(HOSTS / "docker-containerd")), "containerd.service")
     assert env.suggested_dropin == "/etc/systemd/system/containerd.service.d/http-proxy.conf"
 
 

@@ -146,7 +146,7 @@ class CheckStates:
     def update(self, report: RegistryReport) -> list[StateChange]:
         changes: list[StateChange] = []
         for result in report.checks:
-            key = (report.registry, result.endpoint, str(result.check))
+            key = (report.registry, result.endpoint.label, str(result.check))
             reason = None if result.reason is None else str(result.reason)
             previous = self._reasons.get(key)  # None: passing, or never seen (not a change)
             self._reasons[key] = reason

@@ -6,7 +6,6 @@ HTTP server (`probe.agent.server`). SIGTERM/SIGINT stop (exit 0), SIGHUP reloads
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
@@ -14,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from probe.agent.logs import setup_logging
-from probe.agent.scheduler import Agent, EngineFactory, parse_listen
+from probe.agent.scheduler import Agent, EngineLike
 from probe.agent.server import HttpServer, route
 from probe.config import Config, ConfigError
 from probe.engine import Engine
@@ -72,19 +71,20 @@ async def _serve_agent(agent: Agent, host: str, port: int, once: bool) -> int:
 
 
 def run_agent(
-    args: argparse.Namespace,
-    build_config: Callable[[], Config],
-    engine_factory: EngineFactory = Engine,
+    config: Config,
+    reload: Callable[[], Config],
+    *,
+    once: bool = False,
+    log_format: str = "text",
+    engine_factory: Callable[[Config], EngineLike] = Engine,
 ) -> int:
-    """`registry-probe run`: 0 after a clean stop (or one `--once` cycle), 2 on a bad config."""
-    setup_logging(args.log_format)
+    """`registry-probe run` with a config built once by the command line; `reload` builds it
+    again on SIGHUP. 0 after a clean stop (or one `--once` cycle), 2 on a bad config."""
+    setup_logging(log_format)
     try:
-        config = build_config()
-        host, port = parse_listen(args.listen if args.listen is not None else config.listen)
-        if args.interval is not None and args.interval <= 0:
-            raise ValueError(f"--interval must be positive, not {args.interval}")
-        agent = Agent(config, build_config, engine_factory, interval=args.interval)
+        agent = Agent(engine_factory(config), reload)
     except (ConfigError, ValueError) as error:
         log.error("bad configuration", extra={"fields": {"error": str(error)}})
         return 2
-    return asyncio.run(_serve_agent(agent, host, port, args.once))
+    listen = config.listen
+    return asyncio.run(_serve_agent(agent, listen.host, listen.port or 0, once))

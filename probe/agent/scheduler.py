@@ -6,15 +6,21 @@ flight, when told to. The probes are `engine.probe_registry()`, which bounds eac
 config's timeout; the agent adds an outer safety deadline only against an engine that never
 returns. Results go to the metrics collector, which the HTTP server renders at scrape time.
 
+The registries to probe are the engine's: the config's, and those the node's runtimes are
+configured for, which the engine works out again whenever the node view changes (a new mirror in
+hosts.toml is probed within an interval, no SIGHUP needed). Each keeps its own schedule.
+
 SIGHUP reloads the config; a bad new config is logged and the old one kept, with
-`registry_probe_config_last_reload_success` 0.
+`registry_probe_config_last_reload_success` 0. A reload never cancels a probe in flight (a slow
+registry is not starved by a storm of SIGHUPs), and reloads are coalesced: at most one per
+`RELOAD_MIN_SECONDS`. A new or changed registry is probed at once; the others keep their
+schedule.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import random
 import time
@@ -36,17 +42,20 @@ HEALTHY_WITHIN_SECONDS = 15.0  # /healthz fails when the scheduler has not woken
 # (dns, tcp, tls per endpoint, http, proxy, ratelimit). Past this many timeouts the engine is
 # stuck, and the agent gives up on that probe rather than on the registry.
 SAFETY_DEADLINE_TIMEOUTS = 16
+RELOAD_MIN_SECONDS = 1.0  # SIGHUPs closer together than this are one reload
 
 
 class EngineLike(Protocol):
     """What the agent needs from `probe.engine.Engine`."""
 
+    @property
+    def config(self) -> Config: ...
+
     def registries(self) -> tuple[RegistryConfig, ...]: ...
 
     async def probe_registry(self, registry: RegistryConfig) -> RegistryReport: ...
 
-
-EngineFactory = Callable[[Config], EngineLike]
+    def reconfigured(self, config: Config) -> EngineLike: ...
 
 
 def jittered(interval: float, rng: random.Random) -> float:
@@ -54,27 +63,14 @@ def jittered(interval: float, rng: random.Random) -> float:
     return interval * rng.uniform(1.0 - JITTER, 1.0 + JITTER)
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`ADDR:PORT`, `[v6]:PORT` or `:PORT` (every interface) into a host and a port."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"--listen must be ADDR:PORT, not {listen!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        ipaddress.IPv6Address(host)  # raises ValueError on a bad address
-    return host or "0.0.0.0", int(port_text)  # noqa: S104  # a DaemonSet agent serves the node IP
-
-
 class Agent:
     """Schedules the probes and keeps the results the HTTP server renders."""
 
     def __init__(
         self,
-        config: Config,
+        engine: EngineLike,
         build_config: Callable[[], Config],
-        engine_factory: EngineFactory,
         *,
-        interval: float | None = None,
         collector: ProbeCollector | None = None,
         concurrency: int = CONCURRENCY,
         rng: random.Random | None = None,
@@ -82,14 +78,14 @@ class Agent:
         self.collector = collector if collector is not None else ProbeCollector()
         self.metrics = build_registry(self.collector)
         self._build_config = build_config
-        self._engine_factory = engine_factory
-        self._interval_flag = interval
         self._concurrency = concurrency
         self._rng = rng if rng is not None else random.Random()  # noqa: S311  # jitter, not secrets
         self._states = CheckStates()
         self._wake = asyncio.Event()
         self._stopping = False
         self._reload_requested = False
+        self._last_reload = -RELOAD_MIN_SECONDS
+        self._engine = engine
         self._registries: dict[str, RegistryConfig] = {}
         self._due: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -97,7 +93,7 @@ class Agent:
         self._troubled: dict[str, str] = {}  # registry -> what went wrong with its last probe
         self._ready = False
         self.last_tick = time.monotonic()
-        self._apply(config, engine_factory(config))
+        self._sync_registries()
 
     # -- state the HTTP server reads --------------------------------------------------------
 
@@ -111,11 +107,11 @@ class Agent:
 
     @property
     def config(self) -> Config:
-        return self._config
+        return self._engine.config
 
     @property
     def interval(self) -> float:
-        return self._interval_flag if self._interval_flag is not None else self._config.interval
+        return self._engine.config.interval
 
     def registries(self) -> tuple[str, ...]:
         return tuple(self._registries)
@@ -139,9 +135,13 @@ class Agent:
             async with asyncio.TaskGroup() as probes:
                 while not self._stopping:
                     self.last_tick = time.monotonic()
-                    if self._reload_requested:
+                    if self._reload_requested and (
+                        self.last_tick - self._last_reload >= RELOAD_MIN_SECONDS
+                    ):
                         self._reload_requested = False
+                        self._last_reload = self.last_tick
                         self._reload()
+                    self._sync_registries()
                     self._start_due(probes, semaphore, once)
                     if once and self._ready and not self._inflight:
                         break
@@ -172,6 +172,8 @@ class Agent:
             for host in self._registries
             if host not in self._inflight and not (once and host in self._attempted)
         ]
+        if self._reload_requested:  # coalesced: due when the minimum gap has passed
+            waiting.append(self._last_reload + RELOAD_MIN_SECONDS - now)
         delay = max(0.0, min([HEARTBEAT_SECONDS, *waiting]))
         # Always awaits, even with delay 0, so the loop can never starve the server or probes.
         with contextlib.suppress(TimeoutError):
@@ -186,18 +188,19 @@ class Agent:
     async def _probe(
         self, engine: EngineLike, registry: RegistryConfig, semaphore: asyncio.Semaphore
     ) -> None:
-        host = registry.host
+        host = registry.label
         try:
             async with semaphore:
                 report = await self._bounded_probe(engine, registry)
-            if host in self._registries and self._engine is engine:
+            # A probe that outlived its registry (a reload or the node removed it) is dropped.
+            if self._registries.get(host) == registry:
                 if report is not None:
                     self.collector.record(report)
                     log_changes(log, self._states.update(report))
                 self._attempted.add(host)
                 self._check_ready()
         finally:
-            # Also when cancelled (stop, reload): the registry can be probed again.
+            # Also when cancelled (stop): the registry can be probed again.
             if self._inflight.get(host) is asyncio.current_task():
                 del self._inflight[host]
             self._wake.set()
@@ -210,8 +213,8 @@ class Agent:
         Like check states, the engine's own troubles are logged when they start and end, not
         on every interval.
         """
-        host = registry.host
-        deadline = self._config.timeout * SAFETY_DEADLINE_TIMEOUTS
+        host = registry.label
+        deadline = engine.config.timeout * SAFETY_DEADLINE_TIMEOUTS
         try:
             async with asyncio.timeout(deadline):
                 report = await engine.probe_registry(registry)
@@ -242,26 +245,52 @@ class Agent:
             self._ready = True
             log.info("first cycle complete", extra={"fields": {"registries": len(self._attempted)}})
 
-    # -- configuration ----------------------------------------------------------------------
+    # -- registries and configuration --------------------------------------------------------
 
-    def _apply(self, config: Config, engine: EngineLike) -> None:
-        self._config = config
-        self._engine = engine
-        self._registries = {r.host: r for r in engine.registries()}
-        self.collector.configure(self._registries)
-        self._states.retain(self._registries)
-        self._attempted &= self._registries.keys()
-        self._troubled = {h: m for h, m in self._troubled.items() if h in self._registries}
-        # Every registry is probed now with the new config; a probe in flight used the old one.
-        self._cancel_inflight()
-        self._due = {}
+    def _sync_registries(self, *, announce: bool = True) -> tuple[set[str], set[str]]:
+        """Take the engine's registries (config plus what the node view names); a new or
+        changed one is due now, the others keep their schedule. Returns (added, removed)."""
+        try:
+            wanted = {r.label: r for r in self._engine.registries()}
+        # The outermost edge: reading the node must never stop the scheduler; the last list
+        # stands until it reads again.
+        except Exception:
+            self._engine_trouble("", "reading the node failed unexpectedly", exc_info=True)
+            return set(), set()
+        if wanted == self._registries:
+            return set(), set()
+        old = self._registries
+        self._registries = wanted
+        for host, registry in wanted.items():
+            if old.get(host) != registry:
+                self._due.pop(host, None)
+                self._attempted.discard(host)
+        for host in old.keys() - wanted.keys():
+            self._due.pop(host, None)
+        self.collector.configure(wanted)
+        self._states.retain(wanted)
+        self._attempted &= wanted.keys()
+        self._troubled = {h: m for h, m in self._troubled.items() if h in wanted or not h}
         self._check_ready()
+        added, removed = wanted.keys() - old.keys(), old.keys() - wanted.keys()
+        if announce and old and (added or removed):
+            log.info(
+                "registries changed",
+                extra={
+                    "fields": {
+                        "registries": len(wanted),
+                        "added": ",".join(sorted(added)),
+                        "removed": ",".join(sorted(removed)),
+                    }
+                },
+            )
+        return set(added), set(removed)
 
     def _reload(self) -> None:
-        old = set(self._registries)
+        old_config = self._engine.config
         try:
             config = self._build_config()
-            engine = self._engine_factory(config)
+            engine = self._engine.reconfigured(config)
         except ConfigError as error:
             self.collector.config_reload_success = False
             log.error(
@@ -269,21 +298,21 @@ class Agent:
                 extra={"fields": {"error": str(error)}},
             )
             return
-        if config.listen != self._config.listen:
+        if config.listen != old_config.listen:
             log.warning(
                 "the listen address changes only on restart",
-                extra={"fields": {"listen": self._config.listen}},
+                extra={"fields": {"listen": old_config.listen.label}},
             )
-        self._apply(config, engine)
+        self._engine = engine
         self.collector.config_reload_success = True
-        new = set(self._registries)
+        added, removed = self._sync_registries(announce=False)
         log.info(
             "config reloaded",
             extra={
                 "fields": {
-                    "registries": len(new),
-                    "added": ",".join(sorted(new - old)),
-                    "removed": ",".join(sorted(old - new)),
+                    "registries": len(self._registries),
+                    "added": ",".join(sorted(added)),
+                    "removed": ",".join(sorted(removed)),
                 }
             },
         )

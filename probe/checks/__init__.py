@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 from probe import __version__
 from probe.checks.connection import Connection
+from probe.config import HostPort
 from probe.node.goproxy import ProxyURL
+from probe.node.resolver import NodeResolver
 from probe.reasons import CheckKind, Reason
 from probe.result import CertFacts
 
@@ -25,20 +27,28 @@ USER_AGENT = f"registry-probe/{__version__}"
 class Endpoint:
     """A host:port a pull needs: the registry itself, its token realm, or a blob host."""
 
-    host: str
+    host: str  # an IPv6 address without brackets
     port: int
-    role: str  # "registry", "auth" or "blob"
+    role: str  # "registry", "auth", "blob" or "proxy"
     tls: bool = True
+
+    @classmethod
+    def of(cls, address: HostPort, role: str, *, tls: bool = True) -> Endpoint:
+        return cls(address.host, address.port or (443 if tls else 80), role, tls)
+
+    @property
+    def address(self) -> HostPort:
+        return HostPort(self.host, self.port)
 
     @property
     def name(self) -> str:
-        return f"{self.host}:{self.port}"
+        """`host:port` (IPv6 in brackets): the `endpoint` label."""
+        return self.address.label
 
     @property
     def host_header(self) -> str:
         default = 443 if self.tls else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == default else f"{host}:{self.port}"
+        return self.address.bracketed if self.port == default else self.name
 
 
 @dataclass
@@ -46,8 +56,7 @@ class Probe:
     """What one endpoint's phases pass to each other (one per address after dns)."""
 
     endpoint: Endpoint
-    resolv_conf: str  # path of the node's resolv.conf, as seen under --host-root
-    hosts_file: str = ""  # path of the node's /etc/hosts, as seen under --host-root
+    resolver: NodeResolver  # the node's hosts file and resolv.conf
     ssl_context: ssl.SSLContext | None = None
     address: str | None = None
     connection: Connection | None = None
@@ -56,9 +65,9 @@ class Probe:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of one phase on one address (or of dns for the endpoint)."""
+    """The result of one phase on one address (or of dns for the endpoint): passed when it has
+    no reason, failed for exactly the one it has."""
 
-    ok: bool
     reason: Reason | None = None
     detail: str = ""
     phases: Mapping[str, float] = field(default_factory=dict)
@@ -66,9 +75,13 @@ class Outcome:
     cert: CertFacts | None = None  # tls: read even when verification fails
     realm: str | None = None  # http: the token realm URL from WWW-Authenticate
 
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
     @classmethod
     def failed(cls, reason: Reason, detail: str, **facts: object) -> Outcome:
-        return cls(ok=False, reason=reason, detail=detail, **facts)  # type: ignore[arg-type]
+        return cls(reason, detail, **facts)  # type: ignore[arg-type]
 
 
 CheckFn = Callable[[Probe], Awaitable[Outcome]]

@@ -21,6 +21,7 @@ from probe.checks import proxy as proxy_check
 from probe.checks import tcp as tcp_check
 from probe.checks import tls as tls_check
 from probe.checks.http import Response, exchange
+from probe.node.resolver import NodeResolver
 from probe.node.routes import NodeRoutes
 from probe.reasons import Reason
 
@@ -36,8 +37,9 @@ class FetchError(Exception):
 
 @dataclass(frozen=True)
 class NodeClient:
-    resolv_conf: str
-    hosts_file: str
+    """Requests from the node: its resolvers, its trust, its CRI runtime's proxies."""
+
+    resolver: NodeResolver
     ssl_context: ssl.SSLContext
     routes: NodeRoutes | None = None  # the CRI runtime's proxies; None: always direct
 
@@ -56,11 +58,10 @@ class NodeClient:
         endpoint = Endpoint(parts.hostname, port, "auth", tls=tls)
         probe = Probe(
             endpoint=endpoint,
-            resolv_conf=self.resolv_conf,
-            hosts_file=self.hosts_file,
+            resolver=self.resolver,
             ssl_context=self.ssl_context if tls else None,
         )
-        proxy = self.routes.proxy_for(endpoint) if self.routes is not None else None
+        proxy = self.routes.proxy_for(parts.scheme, endpoint.host, port) if self.routes else None
         if proxy is not None:
             probe.proxy = proxy
             try:

@@ -31,40 +31,25 @@ def _is_ip(host: str) -> bool:
 async def run(probe: Probe) -> Outcome:
     host = probe.endpoint.host
     if _is_ip(host):
-        return Outcome(
-            ok=True, detail=f"{host} is an address", phases={"resolve": 0.0}, addresses=(host,)
-        )
+        return Outcome(detail=f"{host} is an address", phases={"resolve": 0.0}, addresses=(host,))
     started = time.perf_counter()
+    node = probe.resolver
     # Go's resolver (and so containerd) reads /etc/hosts before DNS ("files dns").
-    pinned = hosts_file_addresses(probe.hosts_file, host)
+    pinned = node.pinned(host)
     if pinned:
         return Outcome(
-            ok=True,
             detail=f"{host} has {', '.join(pinned)} (from /etc/hosts)",
             phases={"resolve": time.perf_counter() - started},
             addresses=pinned,
         )
-    try:
-        resolver = dns.asyncresolver.Resolver(filename=probe.resolv_conf)
-    except dns.resolver.NoResolverConfiguration:
+    if node.resolver is None:
         return Outcome.failed(
-            Reason.DNS_NO_RESOLVERS,
-            f"{_node_path(probe.resolv_conf)} names no nameserver",
-            phases={"resolve": 0.0},
+            Reason.DNS_NO_RESOLVERS, node.problem or "no resolver", phases={"resolve": 0.0}
         )
-    except OSError as error:
-        return Outcome.failed(
-            Reason.DNS_NO_RESOLVERS,
-            f"cannot read the node's resolv.conf: {error.strerror or error}",
-            phases={"resolve": 0.0},
-        )
-    servers = ", ".join(str(ns) for ns in resolver.nameservers)
-    # The caller's asyncio.timeout() bounds the whole check; dnspython gets no lifetime of
-    # its own beyond that, so its own default (5 s) must not end it first.
-    resolver.lifetime = 3600.0
+    servers = ", ".join(node.nameservers)
     results = await asyncio.gather(
-        _query(resolver, host, dns.rdatatype.A),
-        _query(resolver, host, dns.rdatatype.AAAA),
+        _query(node.resolver, host, dns.rdatatype.A),
+        _query(node.resolver, host, dns.rdatatype.AAAA),
         return_exceptions=True,
     )
     elapsed = time.perf_counter() - started
@@ -80,7 +65,6 @@ async def run(probe: Probe) -> Outcome:
     phases = {"resolve": elapsed}
     if addresses:
         return Outcome(
-            ok=True,
             detail=f"{host} has {', '.join(addresses)} (from {servers})",
             phases=phases,
             addresses=tuple(addresses),
@@ -97,26 +81,6 @@ async def _query(
     except dns.resolver.NoAnswer:
         return []
     return [rdata.to_text() for rdata in answer]
-
-
-def hosts_file_addresses(path: str, host: str) -> tuple[str, ...]:
-    """The addresses /etc/hosts gives a name (case-insensitive, trailing dot ignored)."""
-    if not path:
-        return ()
-    try:
-        with open(path, encoding="utf-8", errors="replace") as hosts:
-            lines = hosts.readlines()
-    except OSError:
-        return ()
-    wanted = host.rstrip(".").lower()
-    found: list[str] = []
-    for line in lines:
-        fields = line.split("#", 1)[0].split()
-        if len(fields) >= 2 and _is_ip(fields[0].split("%", 1)[0]):
-            names = {name.rstrip(".").lower() for name in fields[1:]}
-            if wanted in names and fields[0] not in found:
-                found.append(fields[0])
-    return tuple(found)
 
 
 def classify(errors: list[Exception]) -> tuple[Reason, str]:
@@ -145,7 +109,3 @@ def classify(errors: list[Exception]) -> tuple[Reason, str]:
         why = "; ".join(io_errors) if io_errors else "no resolver answered in time"
         return Reason.DNS_TIMEOUT, why
     return Reason.DNS_SERVFAIL, "; ".join(str(e) for e in errors)
-
-
-def _node_path(path: str) -> str:
-    return "/etc/resolv.conf" if path.endswith("etc/resolv.conf") else path

@@ -9,6 +9,7 @@ trouble (`http_unexpected_status`). `classify` is the pure mapping, tested with 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -21,18 +22,11 @@ from probe.checks import USER_AGENT, Outcome, Probe
 from probe.checks.challenge import parse_challenges
 from probe.checks.connection import ConnectionStream
 from probe.checks.proxy import proxy_authorization
+from probe.display import clip
 from probe.reasons import Reason
 
 BODY_LIMIT = 64 * 1024  # /v2/ answers are tiny; a portal page is read only this far
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    reason: Reason | None
-    detail: str
-    realm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,13 +95,10 @@ async def run(probe: Probe) -> Outcome:
     phases = {"processing": response.processing, "transfer": response.transfer}
     verdict = classify(response.status, response.headers, response.body)
     detail = f"GET /v2/ on {endpoint.name}: {verdict.detail}"
-    if verdict.ok:
-        return Outcome(ok=True, detail=detail, phases=phases, realm=verdict.realm)
-    assert verdict.reason is not None  # noqa: S101 - a failed verdict has a reason
-    return Outcome.failed(verdict.reason, detail, phases=phases)
+    return dataclasses.replace(verdict, detail=detail, phases=phases)
 
 
-def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Verdict:
+def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Outcome:
     """How a `GET /v2/` answer reads: a registry, a registry in trouble, or something else."""
     fields: dict[str, str] = {}
     challenges_text: list[str] = []
@@ -123,73 +114,64 @@ def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Ve
     content_type = fields.get("content-type", "no content type").split(";")[0].strip()
     what = f"{status}"
 
-    if status == 200 and (marked or _is_json_object(body)):
-        return Verdict(True, None, f"{what}, a registry ({api_version or 'OCI'})")
+    if status == 200 and (marked or json_object(body) is not None):
+        return Outcome(detail=f"{what}, a registry ({api_version or 'OCI'})")
     if status == 401:
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         if bearer is not None:
             realm = bearer.realm
             where = f", token realm {realm}" if realm else ""
-            return Verdict(True, None, f"401 Bearer challenge, a registry{where}", realm)
+            return Outcome(detail=f"401 Bearer challenge, a registry{where}", realm=realm)
         if any(c.scheme == "basic" for c in challenges):
-            return Verdict(True, None, "401 Basic challenge, a registry")
+            return Outcome(detail="401 Basic challenge, a registry")
         if marked:
-            return Verdict(True, None, f"401, a registry ({api_version or 'OCI error body'})")
+            return Outcome(detail=f"401, a registry ({api_version or 'OCI error body'})")
     if status == 429:
-        return Verdict(False, Reason.RATE_LIMITED, f"429 {oci_error or 'Too Many Requests'}")
+        return Outcome(Reason.RATE_LIMITED, f"429 {oci_error or 'Too Many Requests'}")
     if status == 407:
-        return Verdict(
-            False, Reason.PROXY_AUTH_REQUIRED, "407 from a proxy on the path (Proxy-Authenticate)"
+        return Outcome(
+            Reason.PROXY_AUTH_REQUIRED, "407 from a proxy on the path (Proxy-Authenticate)"
         )
     if status >= 500:
-        return Verdict(False, Reason.HTTP_UNEXPECTED_STATUS, f"{status}: the server failed")
+        return Outcome(Reason.HTTP_UNEXPECTED_STATUS, f"{status}: the server failed")
     if marked:
         code = f" {oci_error}" if oci_error else ""
-        return Verdict(
-            False, Reason.HTTP_UNEXPECTED_STATUS, f"{status}{code}: not what a registry answers"
+        return Outcome(
+            Reason.HTTP_UNEXPECTED_STATUS, f"{status}{code}: not what a registry answers"
         )
     location = fields.get("location")
-    moved = f", redirects to {_clip(location)}" if location and 300 <= status < 400 else ""
+    moved = f", redirects to {clip(location)}" if location and 300 <= status < 400 else ""
     title = _title(body)
     page = f", page titled {title!r}" if title else ""
-    return Verdict(
-        False,
+    return Outcome(
         Reason.NOT_A_REGISTRY,
         f"{status} {content_type}{moved}{page}: no registry header or OCI error body "
         "(a captive portal, a proxy's error page or another service answers here)",
     )
 
 
-def _oci_error_code(body: bytes) -> str | None:
-    """The first error code of an OCI error body (`{"errors": [{"code": ...}]}`), if it is one."""
+def json_object(body: bytes) -> dict[str, object] | None:
+    """A body that is a JSON object, or None (not JSON, not an object, nested too deeply)."""
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
-    if not isinstance(document, dict):
-        return None
-    errors = document.get("errors")
+    return document if isinstance(document, dict) else None
+
+
+def _oci_error_code(body: bytes) -> str | None:
+    """The first error code of an OCI error body (`{"errors": [{"code": ...}]}`), if it is one."""
+    document = json_object(body)
+    errors = document.get("errors") if document is not None else None
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         code = errors[0].get("code")
         if isinstance(code, str):
-            return _clip(code)
+            return clip(code)
     return None
-
-
-def _is_json_object(body: bytes) -> bool:
-    try:
-        return isinstance(json.loads(body), dict)
-    except (ValueError, UnicodeDecodeError):
-        return False
 
 
 def _title(body: bytes) -> str | None:
     match = _TITLE.search(body)
     if match is None:
         return None
-    return _clip(" ".join(match.group(1).decode("utf-8", "replace").split()))
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    printable = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return printable if len(printable) <= limit else printable[: limit - 1] + "…"
+    return clip(" ".join(match.group(1).decode("utf-8", "replace").split()))

@@ -10,13 +10,13 @@ only the connection to the proxy is made.
 
 from __future__ import annotations
 
-import base64
 import time
 from urllib.parse import unquote
 
 from probe.checks import USER_AGENT, Endpoint, Outcome, Probe
 from probe.checks import dns as dns_check
 from probe.checks import tcp as tcp_check
+from probe.checks.auth import basic_authorization
 from probe.node.goproxy import ProxyURL
 from probe.reasons import Reason
 
@@ -27,8 +27,7 @@ def proxy_authorization(proxy: ProxyURL) -> str | None:
     """The Basic credentials Go sends to a proxy whose URL has user info, or None."""
     if proxy.username is None:
         return None
-    secret = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
-    return "Basic " + base64.b64encode(secret).decode("ascii")
+    return basic_authorization(unquote(proxy.username), unquote(proxy.password or ""))
 
 
 async def run(probe: Probe) -> Outcome:
@@ -37,7 +36,6 @@ async def run(probe: Probe) -> Outcome:
     shown = proxy.redacted
     if proxy.scheme not in _TUNNELLED:
         return Outcome(
-            ok=True,
             detail=f"route through {shown}: {proxy.scheme} proxies are not probed yet, "
             "only the route is reported",
         )
@@ -46,11 +44,7 @@ async def run(probe: Probe) -> Outcome:
         return Outcome.failed(Reason.PROXY_UNREACHABLE, f"proxy {shown} has no usable host:port")
     host, port = address
     started = time.perf_counter()
-    via = Probe(
-        endpoint=Endpoint(host, port, "proxy", tls=False),
-        resolv_conf=probe.resolv_conf,
-        hosts_file=probe.hosts_file,
-    )
+    via = Probe(endpoint=Endpoint(host, port, "proxy", tls=False), resolver=probe.resolver)
     resolved = await dns_check.run(via)
     resolve = time.perf_counter() - started
     if not resolved.ok:
@@ -76,7 +70,7 @@ async def run(probe: Probe) -> Outcome:
     probe.connection = via.connection
     if not probe.endpoint.tls:
         phases = {"resolve": resolve, "connect": time.perf_counter() - connect_started}
-        return Outcome(ok=True, detail=f"connected to proxy {shown}", phases=phases)
+        return Outcome(detail=f"connected to proxy {shown}", phases=phases)
     return await _connect_tunnel(probe, proxy, resolve, connect_started)
 
 
@@ -102,7 +96,7 @@ async def _connect_tunnel(
         )
     answer = f"{status} {phrase}".strip()
     if 200 <= status < 300:
-        return Outcome(ok=True, detail=f"CONNECT {authority} via {shown}: {answer}", phases=phases)
+        return Outcome(detail=f"CONNECT {authority} via {shown}: {answer}", phases=phases)
     # 407 is the standard answer; some proxies (tinyproxy) answer 401 to wrong credentials.
     if status == 407 or (status == 401 and credentials is not None):
         sent = "rejected the credentials in the proxy URL" if credentials else "wants credentials"

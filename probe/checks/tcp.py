@@ -30,7 +30,7 @@ async def run(probe: Probe) -> Outcome:
         reason, why = classify(error)
         return Outcome.failed(reason, f"dial tcp {target}: {why}", phases=phases)
     phases = {"connect": time.perf_counter() - started}
-    return Outcome(ok=True, detail=f"connected to {target}", phases=phases)
+    return Outcome(detail=f"connected to {target}", phases=phases)
 
 
 def classify(error: OSError) -> tuple[Reason, str]:

@@ -48,7 +48,6 @@ async def run(probe: Probe) -> Outcome:
     cert = cert_facts(tls)
     issuer = f", issued by {cert.issuer}" if cert else ""
     return Outcome(
-        ok=True,
         detail=f"{name}: {tls.version()} handshake verified{issuer}",
         phases=phases,
         cert=cert,

@@ -15,68 +15,25 @@ parse_registry_arg (a bad `--registry`). Nothing else escapes, whatever the inpu
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 
 import yaml
 
+from probe.config.address import (
+    HOST_PORT_FORMS,
+    LISTEN_FORMS,
+    REGISTRY_FORMS,
+    HostPort,
+    RegistryAddress,
+    parse_host_port,
+    parse_listen,
+)
+from probe.config.model import RUNTIMES, Config, DockerHubConfig, RegistryConfig
+from probe.display import describe_input, escape
 from probe.duration import ACCEPTED as DURATION_FORMS
-from probe.duration import describe_input, format_duration, parse_duration
-from probe.redact import MASK, redact_url
-
-DOCKER_HUB = "registry-1.docker.io"
-# Names that mean Docker Hub; containerd rewrites docker.io to registry-1.docker.io.
-DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
-DOCKER_HUB_BLOB_HOSTS: tuple[str, ...] = ("production.cloudfront.docker.com",)
-
-
-@dataclass(frozen=True)
-class RegistryConfig:
-    host: str  # host[:port] as configured: the `registry` label
-    scheme: str = "https"  # "http" for a plain-HTTP registry (`--registry http://HOST:PORT`)
-    ca_file: str | None = None
-    insecure_skip_verify: bool = False
-    credentials_file: str | None = None
-    blob_hosts: tuple[str, ...] | None = None  # None: the default (Docker Hub's CDN for Docker Hub)
-    source: str = "config"  # config, flag, default, or the runtime file it was discovered in
-    node_ca_files: tuple[str, ...] = ()  # CAs named by the node's runtime config (under host_root)
-
-    @property
-    def is_docker_hub(self) -> bool:
-        return self.host in DOCKER_HUB_ALIASES
-
-    @property
-    def api_host(self) -> str:
-        """The host[:port] contacted: every Docker Hub alias goes to registry-1.docker.io."""
-        return DOCKER_HUB if self.is_docker_hub else self.host
-
-    @property
-    def effective_blob_hosts(self) -> tuple[str, ...]:
-        if self.blob_hosts is not None:
-            return self.blob_hosts
-        return DOCKER_HUB_BLOB_HOSTS if self.is_docker_hub else ()
-
-
-@dataclass(frozen=True)
-class DockerHubConfig:
-    ratelimit_interval: float = 300.0  # seconds
-    credentials_file: str | None = None
-
-
-@dataclass(frozen=True)
-class Config:
-    interval: float = 60.0  # seconds
-    timeout: float = 10.0  # seconds
-    host_root: str = "/"
-    listen: str = "0.0.0.0:9741"  # every interface: Prometheus scrapes the node's IP
-    discover: bool = True
-    registries: tuple[RegistryConfig, ...] = ()
-    dockerhub: DockerHubConfig = field(default_factory=DockerHubConfig)
-    runtimes: tuple[str, ...] = ("containerd", "dockerd", "crio")
-
+from probe.duration import format_duration, parse_duration
 
 # ---------------------------------------------------------------------------------------------
 # Loading
@@ -93,18 +50,13 @@ TOP_LEVEL_KEYS = (
 )
 REGISTRY_KEYS = ("host", "ca_file", "insecure_skip_verify", "credentials_file", "blob_hosts")
 DOCKERHUB_KEYS = ("ratelimit_interval", "credentials_file")
-RUNTIMES = ("containerd", "dockerd", "crio")
 
-REGISTRY_FORMS = "HOST[:PORT], http://HOST:PORT or https://HOST[:PORT]"
-_LISTEN_FORMS = "HOST:PORT, such as 0.0.0.0:9741 or [::]:9741"
 _FILE_FORMS = "a readable file on the agent's own filesystem, not under host_root"
 _MAX_CONFIG_BYTES = 1 << 20  # a ConfigMap holds at most 1 MiB; more is not a config file
 
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _MERGE = "tag:yaml.org,2002:merge"
-# One DNS label (RFC 1123), with `_` allowed as Go's net.isDomainName allows it.
-_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.ASCII | re.IGNORECASE)
 _UNQUOTED_IPV6 = re.compile(r"(?:^|[:\s-])\s*\[[0-9A-Fa-f:.%]*\]:")
 _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
@@ -120,21 +72,12 @@ class ConfigError(Exception):
         return (type(self), (self.problems,))
 
 
-@dataclass(frozen=True)
-class _Address:
-    label: str  # host[:port] as the `registry` label shows it: lower case, no scheme
-    scheme: str
-    hostname: str  # lower case; an IPv6 address keeps its brackets
-    port: int | None
-
-
 def parse_registry_arg(value: str) -> RegistryConfig:
     """A registry from `--registry HOST[:PORT]`, `http://HOST:PORT` or `https://HOST[:PORT]`.
 
     Raises ValueError saying what is wrong; the same rules as `host:` in the file.
     """
-    address = _registry_address(value)
-    return RegistryConfig(host=address.label, scheme=address.scheme, source="flag")
+    return RegistryConfig(RegistryAddress.parse(value), source="flag")
 
 
 def load_config(path: str) -> Config:
@@ -161,9 +104,7 @@ def validate_file(path: str) -> tuple[bool, str]:
         header = f"{path}: invalid, {count} problem{'' if count == 1 else 's'}:"
         return False, "\n".join([header, *error.problems])
     if config.registries:
-        names = ", ".join(
-            r.host if r.scheme == "https" else f"{r.scheme}://{r.host}" for r in config.registries
-        )
+        names = ", ".join(r.address.shown for r in config.registries)
         registries = f"registries {names}"
     else:
         registries = "no registries named (Docker Hub by default)"
@@ -202,7 +143,7 @@ def _compose(path: str, text: str) -> yaml.Node | None:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         what = ", ".join(part for part in (error.context, error.problem) if part) or "syntax error"
-        what = _printable(" ".join(what.split()))  # a problem is one line of plain text
+        what = escape(" ".join(what.split()))  # a problem is one line of plain text
         where = f"{path}:{mark.line + 1}" if mark else path
         column = f" (at column {mark.column + 1})" if mark else ""
         lines = text.splitlines()
@@ -217,16 +158,11 @@ def _compose(path: str, text: str) -> yaml.Node | None:
             [f"{path}:{line}: invalid YAML: character #x{code:04x} is not allowed in YAML text"]
         ) from None
     except yaml.YAMLError as error:  # no other kind is raised by compose today; kept total
-        what = _printable(" ".join(str(error).split()))
+        what = escape(" ".join(str(error).split()))
         raise ConfigError([f"{path}: invalid YAML: {what}"]) from None
     except RecursionError:
         # PyYAML's composer recurses once per nesting level: `[[[[...` thousands deep.
         raise ConfigError([f"{path}: invalid YAML: nested too deeply"]) from None
-
-
-def _printable(text: str) -> str:
-    """PyYAML quotes the character it stumbled on as it is; a message shows it escaped."""
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def _key_path(parent: str, name: str) -> str:
@@ -458,16 +394,15 @@ class _Reader:
             runtimes=runtimes,
         )
 
-    def listen(self, node: yaml.Node, key: str) -> str | None:
-        text = self.string(node, key, _LISTEN_FORMS)
+    def listen(self, node: yaml.Node, key: str) -> HostPort | None:
+        text = self.string(node, key, LISTEN_FORMS)
         if text is None:
             return None
         try:
-            _host_port(text, _LISTEN_FORMS, port_required=True)
+            return parse_listen(text)
         except ValueError as error:
             self.problem(node, key, str(error))
             return None
-        return text
 
     def registries(self, node: yaml.Node, key: str) -> tuple[RegistryConfig, ...]:
         items = self.sequence(node, key, "a list of registries, each a mapping with a host")
@@ -511,8 +446,7 @@ class _Reader:
         if address is None:
             return None
         return RegistryConfig(
-            host=address.label,
-            scheme=address.scheme,
+            address,
             ca_file=ca_file,
             insecure_skip_verify=insecure,
             credentials_file=credentials_file,
@@ -521,19 +455,18 @@ class _Reader:
 
     def registry_host(
         self, node: yaml.Node, key: str, seen: dict[tuple[str, int], tuple[str, int]]
-    ) -> _Address | None:
+    ) -> RegistryAddress | None:
         text = self.string(node, key, REGISTRY_FORMS)
         if text is None:
             return None
         try:
-            address = _registry_address(text)
+            address = RegistryAddress.parse(text)
         except ValueError as error:
             self.problem(node, key, str(error))
             return None
         # Two names for one endpoint would be probed twice and collide in the `registry` label
         # (it carries no scheme); every Docker Hub name is one registry.
-        name = DOCKER_HUB if address.label in DOCKER_HUB_ALIASES else address.hostname
-        endpoint = (name, address.port or (80 if address.scheme == "http" else 443))
+        endpoint = address.identity
         if endpoint in seen:
             first, line = seen[endpoint]
             same = (
@@ -550,19 +483,19 @@ class _Reader:
         seen[endpoint] = (address.label, node.start_mark.line + 1)
         return address
 
-    def blob_hosts(self, node: yaml.Node, key: str) -> tuple[str, ...] | None:
+    def blob_hosts(self, node: yaml.Node, key: str) -> tuple[HostPort, ...] | None:
         expected = "a list of host names, such as [storage.example.com]"
         items = self.sequence(node, key, expected)
         if items is None:
             return None
-        hosts: list[str] = []
+        hosts: list[HostPort] = []
         for index, item in enumerate(items):
             item_key = f"{key}[{index}]"
-            text = self.string(item, item_key, "HOST[:PORT]")
+            text = self.string(item, item_key, HOST_PORT_FORMS)
             if text is None:
                 continue
             try:
-                label = _host_port(text, "HOST[:PORT]", port_required=False)[0]
+                label = parse_host_port(text)
             except ValueError as error:
                 self.problem(item, item_key, str(error))
                 continue
@@ -618,113 +551,3 @@ class _Reader:
                 hint = f"; did you mean {close[0]}?" if close else ""
                 self.problem(item, item_key, f"{shown} is not a runtime (expected {names}{hint})")
         return tuple(found)
-
-
-# ---------------------------------------------------------------------------------------------
-# Addresses: shared by the file's `host:`, `--registry`, `listen` and `blob_hosts`
-
-
-def _registry_address(text: str) -> _Address:
-    """A registry named `host[:port]`, `http://host:port` or `https://host[:port]`."""
-    expected = REGISTRY_FORMS
-    scheme = "https"
-    rest = text
-    if "://" in text:
-        given, rest = text.split("://", 1)
-        scheme = given.lower()
-        if scheme not in ("http", "https"):
-            raise ValueError(
-                f"{describe_input(_redact(text))} has the scheme {describe_input(given)} "
-                f"(expected {expected})"
-            )
-        rest = rest.removesuffix("/")  # https://registry.example.com/ is a common paste
-    label, hostname, port = _host_port(rest, expected, port_required=False, shown_as=text)
-    if scheme == "http" and port is None:
-        raise ValueError(
-            f"{describe_input(text)} has no port: a plain-HTTP registry needs one "
-            f"(expected {expected})"
-        )
-    return _Address(label=label, scheme=scheme, hostname=hostname, port=port)
-
-
-def _redact(text: str) -> str:
-    """A registry address fit for a message: userinfo masked as redact.py does (SPEC: secrets),
-    and a query hidden whole, since registry URLs carry tokens there (`?token=...`)."""
-    if "?" in text:
-        text = text[: text.index("?")] + "?" + MASK
-    return redact_url(text)
-
-
-def _host_port(
-    text: str, expected: str, *, port_required: bool, shown_as: str | None = None
-) -> tuple[str, str, int | None]:
-    """(label, hostname, port) from `host[:port]`, an IPv6 address in brackets; else ValueError.
-
-    The host is a DNS name or an IP address; the port is 1 to 65535. The label is lower case.
-    """
-    shown = describe_input(_redact(shown_as if shown_as is not None else text))
-    if not text:
-        raise ValueError(f"{shown} has no host (expected {expected})")
-    if "@" in text:
-        raise ValueError(f"{shown} contains credentials (expected {expected}; no user or password)")
-    if "://" in text:
-        raise ValueError(f"{shown} has a scheme (expected {expected})")
-    if "?" in text:
-        raise ValueError(f"{shown} has a query (expected {expected})")
-    for separator, what in (("/", "a path"), ("#", "a fragment")):
-        if separator in text:
-            part = describe_input(text[text.index(separator) :])
-            raise ValueError(f"{shown} has {what} {part} (expected {expected})")
-    port_text: str | None
-    if text.startswith("["):
-        hostname, bracket, after = text[1:].partition("]")
-        try:
-            if not bracket:
-                raise ValueError
-            ipaddress.IPv6Address(hostname)
-        except ValueError:
-            raise ValueError(
-                f"{shown} has no valid IPv6 address in brackets (expected {expected})"
-            ) from None
-        hostname = f"[{hostname.lower()}]"
-        if after and not after.startswith(":"):
-            raise ValueError(f"{shown} has text after the address (expected {expected})")
-        port_text = after[1:] if after else None
-    else:
-        if text.count(":") > 1:
-            raise ValueError(
-                f"{shown} has more than one colon: an IPv6 address goes in brackets, "
-                f"as [::1]:5000 (expected {expected})"
-            )
-        hostname, colon, after = text.partition(":")
-        port_text = after if colon else None
-        hostname = hostname.lower()
-        _check_hostname(hostname, shown, expected)
-    port = None
-    if port_text is not None:
-        digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
-        if not (digits and 0 < int(port_text) < 65536):
-            raise ValueError(
-                f"{shown} has the port {describe_input(port_text)}, not one from 1 to 65535 "
-                f"(expected {expected})"
-            )
-        port = int(port_text)
-    elif port_required:
-        raise ValueError(f"{shown} has no port (expected {expected})")
-    label = hostname if port is None else f"{hostname}:{port}"
-    return label, hostname, port
-
-
-def _check_hostname(hostname: str, shown: str, expected: str) -> None:
-    if not hostname:
-        raise ValueError(f"{shown} has no host (expected {expected})")
-    labels = hostname.split(".")
-    if all(label.isascii() and label.isdigit() for label in labels):
-        # All digits is meant as an IPv4 address (999.1.1.1 is a typo, not a name).
-        try:
-            ipaddress.IPv4Address(hostname)
-        except ValueError:
-            raise ValueError(f"{shown} is not a valid IPv4 address (expected {expected})") from None
-        return
-    if len(hostname) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise ValueError(f"{shown} is not a valid host name or IP address (expected {expected})")

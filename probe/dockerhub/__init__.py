@@ -1,1 +1,2 @@
-"""Docker Hub's pull rate limit: the sans-IO rules (`rules`) and the reader that asks (`ratelimit`)."""
+"""Docker Hub's pull rate limit: the sans-IO rules (`rules`), and the reader that asks
+(`ratelimit`) through the node's connections."""

@@ -18,12 +18,13 @@ import time
 from dataclasses import dataclass
 
 from probe.checks.client import FetchError, NodeClient
+from probe.config import HostPort
 from probe.dockerhub.rules import (
     DOCKER_HUB_REALM,
     Auth,
     DockerConfigError,
     DockerCredentials,
-    Outcome,
+    HubAnswer,
     ParsedRateLimit,
     RateLimitGate,
     Token,
@@ -61,7 +62,7 @@ class DockerHubRateLimit:
         self._last: dict[Auth, AccountReading] = {}
 
     async def check(
-        self, client: NodeClient, endpoint: str
+        self, client: NodeClient, endpoint: HostPort
     ) -> tuple[CheckResult, tuple[RateLimit, ...]] | None:
         """One `ratelimit` result over every account, or None before any answer exists."""
         accounts = [Auth.ANONYMOUS]
@@ -99,15 +100,15 @@ class DockerHubRateLimit:
             async with asyncio.timeout(timeout):
                 outcome = await self._flow(client, auth)
         except TimeoutError:
-            outcome = Outcome(Reason.HTTP_TIMEOUT, f"Docker Hub did not answer in {timeout:g}s")
+            outcome = HubAnswer(Reason.HTTP_TIMEOUT, f"Docker Hub did not answer in {timeout:g}s")
         except FetchError as error:
-            outcome = Outcome(error.reason, error.detail)
+            outcome = HubAnswer(error.reason, error.detail)
         except DockerConfigError as error:
-            outcome = Outcome(
+            outcome = HubAnswer(
                 Reason.AUTH_FAILED, f"credentials file {self.credentials_file}: {error}"
             )
         except OSError as error:
-            outcome = Outcome(
+            outcome = HubAnswer(
                 Reason.AUTH_FAILED,
                 f"credentials file {self.credentials_file}: {error.strerror or error}",
             )
@@ -128,10 +129,10 @@ class DockerHubRateLimit:
             at=time.time(),
         )
 
-    async def _flow(self, client: NodeClient, auth: Auth) -> Outcome:
+    async def _flow(self, client: NodeClient, auth: Auth) -> HubAnswer:
         credentials = self._credentials() if auth is Auth.AUTHENTICATED else None
         if auth is Auth.AUTHENTICATED and credentials is None:
-            return Outcome(
+            return HubAnswer(
                 Reason.AUTH_FAILED,
                 f"credentials file {self.credentials_file} names no Docker Hub account",
             )

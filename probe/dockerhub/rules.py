@@ -13,7 +13,7 @@ The flow is the one Docker documents ("Docker Hub pull usage and limits", docs.d
    account's pulls are not limited (paid plans).
 
 Nothing here does I/O. Requests are described as values (`HttpRequest`), answers are classified
-from status, headers and body into an `Outcome` carrying at most one `Reason`, and the schedule
+from status, headers and body into a `HubAnswer` carrying at most one `Reason`, and the schedule
 (`RateLimitGate`, `TokenCache`) takes the time as an argument. Secrets (passwords, identity and
 bearer tokens) never appear in a repr, a detail or an error message.
 
@@ -38,6 +38,10 @@ from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlencode
 
+from probe.checks.auth import basic_authorization
+from probe.checks.http import json_object
+from probe.config import DOCKER_HUB
+from probe.display import describe_input
 from probe.reasons import Reason
 from probe.result import RateLimit
 
@@ -78,13 +82,6 @@ _NUMBER = re.compile(r"[0-9]{1,15}")  # ASCII only: int() would also take "١٢"
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
 _QUOTE_LENGTH = 40
 _MESSAGE_LENGTH = 200
-
-
-def _quote(value: str) -> str:
-    """A header value for a message: bounded, with control characters escaped."""
-    if len(value) > _QUOTE_LENGTH:
-        value = value[:_QUOTE_LENGTH] + "..."
-    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -138,8 +135,9 @@ def _parse_quota(name: str, value: str) -> tuple[_Quota | None, str | None]:
         return None, f"{name} is empty"
     items = value.split(",")
     count_text = items[0].split(";", 1)[0].strip()
+    shown = describe_input(value, _QUOTE_LENGTH)
     if not _NUMBER.fullmatch(count_text):
-        return None, f"{name} {_quote(value)} is not a pull count (N;w=SECONDS)"
+        return None, f"{name} {shown} is not a pull count (N;w=SECONDS)"
     count = int(count_text)
     window: int | None = None
     for item in items:
@@ -149,7 +147,7 @@ def _parse_quota(name: str, value: str) -> tuple[_Quota | None, str | None]:
                 continue  # other parameters (comments, policies) carry nothing we need
             raw = raw.strip().strip('"')
             if not _NUMBER.fullmatch(raw) or int(raw) == 0:
-                return None, f"{name} {_quote(value)} has a window that is not a number of seconds"
+                return None, f"{name} {shown} has a window that is not a number of seconds"
             if window is None:
                 window = int(raw)
     return _Quota(count, window), None
@@ -169,7 +167,8 @@ def _parse_source(value: str) -> tuple[str | None, str | None]:
         pass
     if _ACCOUNT_ID.fullmatch(text):
         return text, None
-    return None, f"{_SOURCE_NAME} {_quote(text)} is neither an address nor an account id"
+    shown = describe_input(text, _QUOTE_LENGTH)
+    return None, f"{_SOURCE_NAME} {shown} is neither an address nor an account id"
 
 
 def parse_ratelimit_headers(headers: Iterable[tuple[str, str]]) -> ParsedRateLimit:
@@ -227,8 +226,8 @@ def parse_ratelimit_headers(headers: Iterable[tuple[str, str]]) -> ParsedRateLim
 
 # --- credentials from .dockerconfigjson ------------------------------------------------------
 
-# The keys `docker login` and Kubernetes write for Docker Hub, compared by host.
-DOCKER_HUB_HOSTS: tuple[str, ...] = ("index.docker.io", "docker.io", "registry-1.docker.io")
+# The keys `docker login` and Kubernetes write for Docker Hub, compared by host, most usual first.
+DOCKER_HUB_KEYS: tuple[str, ...] = ("index.docker.io", "docker.io", DOCKER_HUB)
 
 
 class DockerConfigError(ValueError):
@@ -315,13 +314,13 @@ def parse_docker_config(text: str) -> DockerCredentials | None:
         raise DockerConfigError("auths is not a JSON object")
 
     hub_keys = sorted(
-        (key for key in auths if _registry_host(key) in DOCKER_HUB_HOSTS),
-        key=lambda key: DOCKER_HUB_HOSTS.index(_registry_host(key)),
+        (key for key in auths if _registry_host(key) in DOCKER_HUB_KEYS),
+        key=lambda key: DOCKER_HUB_KEYS.index(_registry_host(key)),
     )
     if not hub_keys:
         helpers = document.get("credHelpers")
         if isinstance(helpers, dict) and any(
-            _registry_host(key) in DOCKER_HUB_HOSTS for key in helpers
+            _registry_host(key) in DOCKER_HUB_KEYS for key in helpers
         ):
             raise DockerConfigError(
                 "Docker Hub's credentials are in a credential helper (credHelpers), "
@@ -390,12 +389,11 @@ def token_request(
             headers=(("Content-Type", "application/x-www-form-urlencoded"),),
             body=urlencode(form).encode("ascii"),
         )
-    userpass = f"{credentials.username}:{credentials.password or ''}".encode()
-    basic = base64.b64encode(userpass).decode("ascii")
+    basic = basic_authorization(credentials.username, credentials.password or "")
     return HttpRequest(
         "GET",
         token_request_url(realm, service, scope),
-        headers=(("Authorization", f"Basic {basic}"),),
+        headers=(("Authorization", basic),),
     )
 
 
@@ -430,7 +428,7 @@ class Token:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class HubAnswer:
     """What one step of the check learned: ok (reason None) or exactly one reason, in words."""
 
     reason: Reason | None
@@ -443,18 +441,10 @@ class Outcome:
         return self.reason is None
 
 
-def _json_object(body: bytes) -> dict[str, object] | None:
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return None
-    return document if isinstance(document, dict) else None
-
-
 def _server_message(body: bytes) -> str | None:
     """The human part of an error body: distribution's ``errors[0]`` or auth.docker.io's
     ``details``. Only these fields are read (never echo a body wholesale), bounded."""
-    document = _json_object(body)
+    document = json_object(body)
     if document is None:
         return None
     message: object = document.get("details")
@@ -507,18 +497,18 @@ def _limits_clause(limits: ParsedRateLimit) -> str:
 
 def parse_token_response(
     status: int, body: bytes, now: float, headers: Iterable[tuple[str, str]] = ()
-) -> Token | Outcome:
+) -> Token | HubAnswer:
     """A token, or why there is none: 401/403 auth_failed, 429 rate_limited (with the limit
     headers of the 429), a 200 without a token not_a_registry, anything else
     http_unexpected_status. `now` is Unix time, as ``issued_at`` is."""
     headers = list(headers)
     if status == 200:
-        document = _json_object(body)
+        document = json_object(body)
         if document is None:
-            return Outcome(Reason.NOT_A_REGISTRY, "token service answered 200 without JSON")
+            return HubAnswer(Reason.NOT_A_REGISTRY, "token service answered 200 without JSON")
         value = document.get("token") or document.get("access_token")
         if not isinstance(value, str) or not value:
-            return Outcome(Reason.NOT_A_REGISTRY, "token service answered 200 without a token")
+            return HubAnswer(Reason.NOT_A_REGISTRY, "token service answered 200 without a token")
         lifetime = _expires_in(document)
         issued = _issued_at(document)
         # issued_at counts only when the clocks roughly agree; otherwise the lifetime runs from
@@ -529,22 +519,22 @@ def parse_token_response(
     message = _server_message(body)
     said = f": {message}" if message else ""
     if status in (401, 403):
-        return Outcome(
+        return HubAnswer(
             Reason.AUTH_FAILED,
             f"token service rejected the credentials ({status}){said}",
         )
     if status == 429:
         limits = parse_ratelimit_headers(headers)
-        return Outcome(
+        return HubAnswer(
             Reason.RATE_LIMITED,
             f"token service answered 429{said or ': toomanyrequests'}{_limits_clause(limits)}",
             ratelimit=limits,
             retry_after_seconds=_retry_after(headers),
         )
-    return Outcome(Reason.HTTP_UNEXPECTED_STATUS, f"token service answered {status}{said}")
+    return HubAnswer(Reason.HTTP_UNEXPECTED_STATUS, f"token service answered {status}{said}")
 
 
-def classify_manifest_head(status: int, headers: Iterable[tuple[str, str]]) -> Outcome:
+def classify_manifest_head(status: int, headers: Iterable[tuple[str, str]]) -> HubAnswer:
     """The answer to the manifest HEAD: 200 ok with the limit, 429 rate_limited with the limit
     read from the 429 too, 401/403 auth_failed, anything else http_unexpected_status."""
     headers = list(headers)
@@ -552,27 +542,27 @@ def classify_manifest_head(status: int, headers: Iterable[tuple[str, str]]) -> O
     names = {name.strip().lower() for name, _ in headers}
     if status == 200:
         if not names & {"docker-distribution-api-version", "docker-content-digest"}:
-            return Outcome(
+            return HubAnswer(
                 Reason.NOT_A_REGISTRY,
                 "manifest HEAD answered 200 without Docker-Content-Digest or "
                 "Docker-Distribution-Api-Version: not a registry (a captive portal or proxy page?)",
                 ratelimit=limits,
             )
-        return Outcome(None, limits.describe(), ratelimit=limits)
+        return HubAnswer(None, limits.describe(), ratelimit=limits)
     if status == 429:
-        return Outcome(
+        return HubAnswer(
             Reason.RATE_LIMITED,
             f"toomanyrequests: pull rate limit reached{_limits_clause(limits)}",
             ratelimit=limits,
             retry_after_seconds=_retry_after(headers),
         )
     if status in (401, 403):
-        return Outcome(
+        return HubAnswer(
             Reason.AUTH_FAILED,
             f"registry rejected the token for {RATELIMIT_PREVIEW_REPOSITORY} ({status})",
             ratelimit=limits if limits.headers_present else None,
         )
-    return Outcome(
+    return HubAnswer(
         Reason.HTTP_UNEXPECTED_STATUS,
         f"manifest HEAD answered {status}",
         ratelimit=limits if limits.headers_present else None,

@@ -26,16 +26,14 @@ naming the file and what is wrong; nothing here raises on file contents.
 
 from __future__ import annotations
 
-import os
 import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from probe.config import DOCKER_HUB, DOCKER_HUB_ALIASES
-from probe.node.hostfs import host_path, read_host_text
+from probe.node.hostfs import HostFS
 
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 CONTAINERD_DEFAULT_CONFIG_PATH = "/etc/containerd/certs.d:/etc/docker/certs.d"
@@ -346,15 +344,12 @@ def parse_hosts_toml(
     return registries, found.problems
 
 
-def _crt_files(root: str | os.PathLike[str], directory: str) -> tuple[str, ...]:
-    real = host_path(root, directory)
-    if not real.is_dir():
-        return ()
-    return tuple(sorted(f"{directory}/{p.name}" for p in real.glob("*.crt") if p.is_file()))
+def _crt_files(fs: HostFS, directory: str) -> tuple[str, ...]:
+    return tuple(fs.files(directory, "*.crt"))
 
 
-def _containerd(root: str | os.PathLike[str], found: Findings) -> None:
-    text = read_host_text(root, CONTAINERD_CONFIG)
+def _containerd(fs: HostFS, found: Findings) -> None:
+    text = fs.read_text(CONTAINERD_CONFIG)
     if text is None:
         config = ContainerdRegistryConfig(tuple(CONTAINERD_DEFAULT_CONFIG_PATH.split(":")))
     else:
@@ -367,21 +362,18 @@ def _containerd(root: str | os.PathLike[str], found: Findings) -> None:
     found.registries.extend(config.legacy)
     seen: set[str] = set()
     for directory in config.config_path:
-        real = host_path(root, directory)
-        if not real.is_dir():
-            continue
-        for entry in sorted(real.iterdir(), key=lambda p: p.name):
-            if not entry.is_dir() or entry.name in seen:
+        for name in fs.directories(directory):
+            if name in seen:
                 continue  # the first directory of config_path that has the name wins
-            seen.add(entry.name)
-            hosts_dir = f"{directory}/{entry.name}"
-            hosts_text = read_host_text(root, f"{hosts_dir}/hosts.toml")
+            seen.add(name)
+            hosts_dir = f"{directory}/{name}"
+            hosts_text = fs.read_text(f"{hosts_dir}/hosts.toml")
             if hosts_text is None:
-                cas = _crt_files(root, hosts_dir)
-                if entry.name != "_default":
+                cas = _crt_files(fs, hosts_dir)
+                if name != "_default":
                     found.registries.append(
                         DiscoveredRegistry(
-                            canonical_host(entry.name),
+                            canonical_host(name),
                             ca_files=cas,
                             source=hosts_dir,
                             runtime="containerd",
@@ -391,9 +383,7 @@ def _containerd(root: str | os.PathLike[str], found: Findings) -> None:
             source = f"{hosts_dir}/hosts.toml"
             data = _load_toml(hosts_text, source, found)
             if data is not None:
-                found.registries.extend(
-                    hosts_toml_from_data(data, entry.name, hosts_dir, source, found)
-                )
+                found.registries.extend(hosts_toml_from_data(data, name, hosts_dir, source, found))
 
 
 # --- k3s ------------------------------------------------------------------------------------------
@@ -531,17 +521,12 @@ def parse_registries_conf(
     return registries_from_conf(conf, found, source), found.problems
 
 
-def _crio(root: str | os.PathLike[str], found: Findings) -> None:
-    files = [REGISTRIES_CONF]
-    dropins = host_path(root, REGISTRIES_CONF_D)
-    if dropins.is_dir():
-        files += sorted(
-            f"{REGISTRIES_CONF_D}/{p.name}" for p in dropins.glob("*.conf") if p.is_file()
-        )
+def _crio(fs: HostFS, found: Findings) -> None:
+    files = [REGISTRIES_CONF, *fs.files(REGISTRIES_CONF_D, "*.conf")]
     conf = RegistriesConf()
     read_any = False
     for path in files:
-        text = read_host_text(root, path)
+        text = fs.read_text(path)
         if text is None:
             continue
         read_any = True
@@ -552,7 +537,7 @@ def _crio(root: str | os.PathLike[str], found: Findings) -> None:
         return
     for registry in registries_from_conf(conf, found):
         cas = tuple(
-            c for d in CONTAINERS_CERTS_DIRS for c in _crt_files(root, f"{d}/{registry.host}")
+            c for d in CONTAINERS_CERTS_DIRS for c in _crt_files(fs, f"{d}/{registry.host}")
         )
         found.registries.append(
             registry if not cas else DiscoveredRegistry(**{**registry.__dict__, "ca_files": cas})
@@ -572,30 +557,14 @@ def _unique(registries: list[DiscoveredRegistry]) -> tuple[DiscoveredRegistry, .
     return tuple(seen.values())
 
 
-def discover(root: str | os.PathLike[str]) -> Discovery:
+def discover(fs: HostFS) -> Discovery:
     """Every registry and mirror the node's containerd, k3s and CRI-O are configured for."""
     found = Findings()
-    _containerd(root, found)
-    k3s_text = read_host_text(root, K3S_REGISTRIES)
+    _containerd(fs, found)
+    k3s_text = fs.read_text(K3S_REGISTRIES)
     if k3s_text is not None:
         registries, problems = parse_k3s_registries(k3s_text)
         found.registries.extend(registries)
         found.problems.extend(problems)
-    _crio(root, found)
+    _crio(fs, found)
     return Discovery(_unique(found.registries), tuple(found.problems))
-
-
-def discover_registries(root: str | os.PathLike[str]) -> list[DiscoveredRegistry]:
-    """The registries of `discover`, without the problems."""
-    return list(discover(root).registries)
-
-
-def mirrors_by_upstream(
-    registries: tuple[DiscoveredRegistry, ...],
-) -> Mapping[str, tuple[DiscoveredRegistry, ...]]:
-    """Mirrors grouped by the registry they stand in for ("*" for all)."""
-    groups: dict[str, list[DiscoveredRegistry]] = {}
-    for registry in registries:
-        if registry.is_mirror and registry.mirror_of:
-            groups.setdefault(registry.mirror_of, []).append(registry)
-    return {k: tuple(v) for k, v in groups.items()}

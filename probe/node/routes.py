@@ -1,6 +1,6 @@
 """Which way each container runtime on the node goes to a registry, read from the node.
 
-The runtimes' settings come from `probe.runtimes` (unit files, drop-ins, daemon.json, k3s
+The runtimes' settings come from `probe.node.runtimes` (unit files, drop-ins, daemon.json, k3s
 variables). Where the process is visible, its live environment wins: it is what the runtime
 really uses until it restarts, and a difference from the unit files is a restart pending.
 """
@@ -8,28 +8,22 @@ really uses until it restarts, and a difference from the unit files is a restart
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import psutil
-
-from probe.checks import Endpoint
+from probe.config import RegistryAddress
 from probe.node.goproxy import ProxyConfigError, ProxyURL, decide
+from probe.node.processes import ProcessTable
 from probe.node.runtimes import (
     DAEMON_JSON,
     PROXY_VARIABLE_NAMES,
-    ProcessSource,
     Route,
     RuntimeProxyConfig,
     deciding_runtime,
     explain_mismatch,
-    live_environment,
-    read_runtimes,
     restart_pending,
     route_for,
-    visible_process_names,
 )
 from probe.redact import redact_url
 
@@ -42,24 +36,16 @@ class NodeRoutes:
     files: Mapping[str, RuntimeProxyConfig]  # as the unit files and daemon.json give them
     decider: str | None  # the CRI runtime whose route pulls take
 
-    def routes(self, target: str) -> tuple[Route, ...]:
-        """Every runtime's route to `target` ("host[:port]" or "http://host:port")."""
-        return tuple(route_for(target, config) for config in self.configs.values())
+    def routes(self, registry: RegistryAddress) -> tuple[Route, ...]:
+        """Every runtime's route to `registry`."""
+        return tuple(route_for(registry, config) for config in self.configs.values())
 
-    def deciding_route(self, target: str) -> Route | None:
+    def proxy_for(self, scheme: str, host: str, port: int) -> ProxyURL | None:
+        """The proxy the CRI runtime uses for this URL (as Go decides per URL), or None."""
         if self.decider is None:
             return None
-        return route_for(target, self.configs[self.decider])
-
-    def proxy_for(self, endpoint: Endpoint) -> ProxyURL | None:
-        """The proxy the CRI runtime uses for this endpoint (per-URL, as Go decides), or None."""
-        if self.decider is None:
-            return None
-        scheme = "https" if endpoint.tls else "http"
         try:
-            decision = decide(
-                self.configs[self.decider].proxy_env, scheme, endpoint.host, endpoint.port
-            )
+            decision = decide(self.configs[self.decider].proxy_env, scheme, host, port)
         except ProxyConfigError:
             return None
         return decision.proxy
@@ -82,16 +68,16 @@ class NodeRoutes:
         )
 
 
-def read_node_routes(
-    host_root: str | os.PathLike[str], runtimes: tuple[str, ...], proc: ProcessSource = psutil
-) -> NodeRoutes:
-    names = visible_process_names(proc)
-    files = read_runtimes(host_root, runtimes, names)
+def node_routes(files: Mapping[str, RuntimeProxyConfig], processes: ProcessTable) -> NodeRoutes:
+    """The runtimes as they run now: each one's files, with its live environment on top where
+    the process is visible and readable."""
     configs: dict[str, RuntimeProxyConfig] = {}
     for runtime, config in files.items():
-        live = live_environment(config.process, proc) if config.process in names else None
+        live = processes.live_environment(config.process)
         configs[runtime] = config if live is None else _running(config, live)
-    return NodeRoutes(MappingProxyType(configs), MappingProxyType(files), deciding_runtime(files))
+    return NodeRoutes(
+        MappingProxyType(configs), MappingProxyType(dict(files)), deciding_runtime(files)
+    )
 
 
 def _running(config: RuntimeProxyConfig, live: Mapping[str, str]) -> RuntimeProxyConfig:

@@ -22,20 +22,17 @@ compared with it but never decides (kubelet pulls through CRI since Kubernetes 1
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
-import psutil
-
+from probe.config import RUNTIMES, RegistryAddress
 from probe.node.goproxy import PROXY_VARIABLES, CGIProxyError, ProxyEnv, decide, variable_for
-from probe.node.hostfs import host_path, read_host_text
+from probe.node.hostfs import HostFS
 from probe.node.systemd import UnitEnvironment, effective_environment
 from probe.result import RuntimeRoute
 
-RUNTIMES: tuple[str, ...] = ("containerd", "dockerd", "crio")
 DAEMON_JSON = "/etc/docker/daemon.json"
 K3S_UNITS: tuple[str, ...] = (
     "k3s.service",
@@ -122,9 +119,9 @@ def _k3s_child_environment(
     return env, sources
 
 
-def _daemon_json_proxies(root: str | os.PathLike[str]) -> tuple[dict[str, str], list[str]]:
+def _daemon_json_proxies(fs: HostFS) -> tuple[dict[str, str], list[str]]:
     """daemon.json `proxies` as the variables dockerd sets from them, and problems."""
-    text = read_host_text(root, DAEMON_JSON)
+    text = fs.read_text(DAEMON_JSON)
     if text is None:
         return {}, []
     try:
@@ -155,26 +152,26 @@ def _daemon_json_proxies(root: str | os.PathLike[str]) -> tuple[dict[str, str], 
 
 
 def read_runtime(
-    root: str | os.PathLike[str], runtime: str, process_names: Collection[str] = ()
+    fs: HostFS, runtime: str, process_names: Collection[str] = ()
 ) -> RuntimeProxyConfig | None:
-    """A runtime's proxy settings under `root`, or None when the runtime is not on the node.
+    """A runtime's proxy settings from the node's files, or None when it is not on the node.
 
-    `process_names` are the names of the processes visible to the agent (see
-    `visible_process_names`); the function itself does no I/O outside `root`.
+    `process_names` are the runtime processes visible to the agent (`ProcessTable.names`); the
+    function itself reads only the node's files.
     """
     spec = SPECS[runtime]
     evidence: list[str] = []
     unit_env: UnitEnvironment | None = None
     problems: list[str] = []
     for unit_name in spec.units:
-        candidate = effective_environment(root, unit_name)
+        candidate = effective_environment(fs, unit_name)
         if candidate.masked:
             problems.extend(candidate.problems)
         if candidate.found:
             unit_env = candidate
             evidence.append(f"unit {candidate.unit_path}")
             break
-    evidence.extend(f"directory {d}" for d in spec.config_dirs if host_path(root, d).is_dir())
+    evidence.extend(f"directory {d}" for d in spec.config_dirs if fs.is_dir(d))
     if spec.process in process_names:
         evidence.append(f"process {spec.process}")
     if not evidence:
@@ -198,7 +195,7 @@ def read_runtime(
             process_env = dict(environment)
             suggested = unit_env.suggested_dropin
     if runtime == "dockerd":
-        overrides, json_problems = _daemon_json_proxies(root)
+        overrides, json_problems = _daemon_json_proxies(fs)
         problems.extend(json_problems)
         environment.update(overrides)
         sources.update(dict.fromkeys(overrides, DAEMON_JSON))
@@ -217,12 +214,12 @@ def read_runtime(
 
 
 def read_runtimes(
-    root: str | os.PathLike[str],
+    fs: HostFS,
     runtimes: Iterable[str] = RUNTIMES,
     process_names: Collection[str] = (),
 ) -> dict[str, RuntimeProxyConfig]:
     """The runtimes present on the node, by name, in the order asked."""
-    found = {r: read_runtime(root, r, process_names) for r in runtimes}
+    found = {r: read_runtime(fs, r, process_names) for r in runtimes}
     return {r: config for r, config in found.items() if config is not None}
 
 
@@ -231,45 +228,7 @@ def deciding_runtime(configs: Mapping[str, RuntimeProxyConfig]) -> str | None:
     return next((r for r in ("containerd", "crio") if r in configs), None)
 
 
-# --- live environment -----------------------------------------------------------------------------
-
-
-class ProcessLike(Protocol):
-    info: dict[str, Any]
-
-    def environ(self) -> dict[str, str]: ...
-
-
-class ProcessSource(Protocol):
-    """What `live_environment` needs of psutil: a fake in tests, the psutil module in the agent."""
-
-    def process_iter(self, attrs: list[str]) -> Iterable[ProcessLike]: ...
-
-
-def visible_process_names(proc: ProcessSource = psutil) -> frozenset[str]:
-    """Names of the processes the agent can see (the node's, with hostPID)."""
-    names: set[str] = set()
-    for process in proc.process_iter(["name"]):
-        name = process.info.get("name")
-        if isinstance(name, str):
-            names.add(name)
-    return frozenset(names)
-
-
-def live_environment(process_name: str, proc: ProcessSource = psutil) -> dict[str, str] | None:
-    """The environment of the running `process_name`, or None when not visible or unreadable.
-
-    Reading another process's /proc/<pid>/environ needs hostPID, uid 0 and SYS_PTRACE: without
-    them psutil raises AccessDenied, which here means "unknown", never "empty".
-    """
-    for process in proc.process_iter(["name"]):
-        if process.info.get("name") != process_name:
-            continue
-        try:
-            return dict(process.environ())
-        except psutil.Error:
-            continue
-    return None
+# --- restarts -------------------------------------------------------------------------------------
 
 
 def restart_pending(unit_env: Mapping[str, str], live_env: Mapping[str, str] | None) -> bool:
@@ -305,27 +264,14 @@ class Route:
         return RuntimeRoute(runtime=self.runtime, route=self.route, proxy=self.proxy)
 
 
-def _registry_target(registry: str) -> tuple[str, str, str | None]:
-    """("https", host, port) from "host[:port]", "[v6]:port" or "http://host:port"."""
-    scheme = "https"
-    if "://" in registry:
-        scheme, _, registry = registry.partition("://")
-        registry = registry.split("/", 1)[0]
-    if registry.startswith("["):
-        host, _, rest = registry[1:].partition("]")
-        return scheme.lower(), host, rest.lstrip(":") or None
-    host, _, port = registry.partition(":")
-    return scheme.lower(), host, port or None
-
-
-def route_for(registry: str, config: RuntimeProxyConfig) -> Route:
-    """The route `config.runtime` takes to `registry` ("host[:port]" or "http://host:port")."""
-    scheme, host, port = _registry_target(registry)
+def route_for(registry: RegistryAddress, config: RuntimeProxyConfig) -> Route:
+    """The route `config.runtime` takes to `registry`, as Go decides it for its URL."""
+    scheme = registry.scheme
     env = config.proxy_env
     try:
-        decision = decide(env, scheme, host, port)
+        decision = decide(env, scheme, registry.host, registry.port)
     except CGIProxyError as exc:
-        return Route(config.runtime, registry, "direct", None, why=str(exc), problem=str(exc))
+        return Route(config.runtime, registry.label, "direct", None, why=str(exc), problem=str(exc))
     setting = "https_proxy" if scheme == "https" else "http_proxy"
     variable = variable_for(config.environment, setting)
     if decision.no_proxy_entry is not None:
@@ -334,7 +280,7 @@ def route_for(registry: str, config: RuntimeProxyConfig) -> Route:
     if decision.proxy is None:
         return Route(
             config.runtime,
-            registry,
+            registry.label,
             "direct",
             None,
             variable=variable,
@@ -345,7 +291,7 @@ def route_for(registry: str, config: RuntimeProxyConfig) -> Route:
         )
     return Route(
         config.runtime,
-        registry,
+        registry.label,
         "proxy",
         decision.proxy.redacted,
         decision.proxy.url,

@@ -30,14 +30,12 @@ src/shared/conf-parser.c:
 from __future__ import annotations
 
 import glob
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 
-from probe.node.hostfs import host_path, read_host_text
+from probe.node.hostfs import HostFS
 
 # systemd's unit search path for the system manager (systemd.unit(5), "Unit File Load Path"),
 # highest priority first, as the node names them.
@@ -479,37 +477,27 @@ class _Accumulator:
                 self.files.clear()
 
 
-def _node_files(root: str | os.PathLike[str], directory: str, pattern: str) -> list[str]:
-    """Files matching `pattern` in a node directory, as the node names them, sorted."""
-    real = host_path(root, directory)
-    if not real.is_dir():
-        return []
-    return sorted(f"{directory}/{p.name}" for p in real.glob(pattern) if p.is_file())
-
-
-def dropin_files(
-    root: str | os.PathLike[str], dirs: tuple[str, ...], names: tuple[str, ...]
-) -> list[str]:
+def dropin_files(fs: HostFS, dirs: tuple[str, ...], names: tuple[str, ...]) -> list[str]:
     """`*.conf` files of `<dir>/<name>` over all dirs, one per file name (earlier dir wins),
     in the lexical order of their names (systemd's conf_files_list)."""
     chosen: dict[str, str] = {}
     for directory in dirs:
         for name in names:
             where = f"{directory}/{name}" if name else directory
-            for path in _node_files(root, where, "*.conf"):
+            for path in fs.files(where, "*.conf"):
                 chosen.setdefault(path.rpartition("/")[2], path)
     return [chosen[name] for name in sorted(chosen)]
 
 
 def default_environment(
-    root: str | os.PathLike[str],
+    fs: HostFS,
 ) -> tuple[dict[str, tuple[str, str]], list[str]]:
     """`DefaultEnvironment=` of the system manager: name -> (value, file), and problems."""
     result: dict[str, tuple[str, str]] = {}
     problems: list[str] = []
-    files = [SYSTEM_CONF, *dropin_files(root, SYSTEM_CONF_DROPIN_DIRS, ("",))]
+    files = [SYSTEM_CONF, *dropin_files(fs, SYSTEM_CONF_DROPIN_DIRS, ("",))]
     for path in files:
-        text = read_host_text(root, path)
+        text = fs.read_text(path)
         if text is None:
             continue
         entries, found = ini_entries(text)
@@ -527,7 +515,7 @@ def default_environment(
 
 
 def _read_environment_files(
-    root: str | os.PathLike[str], files: list[tuple[EnvironmentFileEntry, str]], unit: str
+    fs: HostFS, files: list[tuple[EnvironmentFileEntry, str]], unit: str
 ) -> tuple[dict[str, tuple[str, str]], list[str]]:
     result: dict[str, tuple[str, str]] = {}
     problems: list[str] = []
@@ -535,8 +523,8 @@ def _read_environment_files(
         matches = [entry.path]
         if glob.has_magic(entry.path):
             directory, _, pattern = entry.path.rpartition("/")
-            matches = _node_files(root, directory or "/", pattern)
-        texts = [(p, read_host_text(root, p)) for p in matches]
+            matches = fs.files(directory or "/", pattern)
+        texts = [(p, fs.read_text(p)) for p in matches]
         readable = [(p, t) for p, t in texts if t is not None]
         if not readable:
             if not entry.optional:
@@ -552,36 +540,35 @@ def _read_environment_files(
     return result, problems
 
 
-def effective_environment(root: str | os.PathLike[str], unit: str) -> UnitEnvironment:
-    """The environment systemd gives `unit` (e.g. "containerd.service"), read under `root`.
+def effective_environment(fs: HostFS, unit: str) -> UnitEnvironment:
+    """The environment systemd gives `unit` (e.g. "containerd.service"), read from the node.
 
     DefaultEnvironment= < Environment= (unit file, then drop-ins by name) < EnvironmentFile=.
     """
     unit_path: str | None = None
     for directory in UNIT_SEARCH_PATH:
         candidate = f"{directory}/{unit}"
-        real = host_path(root, candidate)
-        if real == Path(root) / "dev" / "null" or (real.is_file() and real.stat().st_size == 0):
+        if fs.is_masked(candidate) or (fs.is_file(candidate) and fs.size(candidate) == 0):
             # Linked to /dev/null, or empty: masked (systemctl mask), it never starts.
             problem = f"{unit} is masked ({candidate})"
             return UnitEnvironment(unit, False, candidate, (), {}, {}, (problem,), masked=True)
-        if real.is_file():
+        if fs.is_file(candidate):
             unit_path = candidate
             break
     kind = unit.rpartition(".")[2]
-    dropins = tuple(dropin_files(root, UNIT_SEARCH_PATH, (f"{unit}.d", f"{kind}.d")))
+    dropins = tuple(dropin_files(fs, UNIT_SEARCH_PATH, (f"{unit}.d", f"{kind}.d")))
     state = _Accumulator()
     problems: list[str] = []
     for path in ([unit_path] if unit_path else []) + list(dropins):
-        text = read_host_text(root, path) or ""
+        text = fs.read_text(path) or ""
         settings = parse_unit_environment(text, path, unit)
         problems.extend(f"{path}: {p}" for p in settings.problems)
         state.apply(settings)
 
-    merged, default_problems = default_environment(root)
+    merged, default_problems = default_environment(fs)
     problems.extend(default_problems)
     merged.update(state.assignments)
-    from_files, file_problems = _read_environment_files(root, state.files, unit)
+    from_files, file_problems = _read_environment_files(fs, state.files, unit)
     problems.extend(file_problems)
     merged.update(from_files)
     return UnitEnvironment(

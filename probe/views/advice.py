@@ -150,10 +150,11 @@ _DETAIL_IS_THE_FIX = frozenset({Reason.PROXY_MISMATCH, Reason.PROXY_RESTART_PEND
 def advice_for(result: CheckResult) -> str:
     """The fix for one failed check, with its endpoint filled in."""
     assert result.reason is not None  # noqa: S101 - advice is only asked for failures
-    host, _, port = result.endpoint.rpartition(":")
-    hostport = host if port == "443" else result.endpoint
+    endpoint = result.endpoint
+    host, port = endpoint.bracketed, endpoint.port
+    hostport = host if port == 443 else endpoint.label
     advice = _ADVICE[result.reason].format(
-        host=host, port=port, endpoint=result.endpoint, hostport=hostport
+        host=host, port=port, endpoint=endpoint.label, hostport=hostport
     )
     if result.reason in _DETAIL_IS_THE_FIX:
         # The check's detail names the runtimes, the files and the command: the fix itself.

@@ -243,7 +243,12 @@ class ProbeCollector(Collector):
         self._reports[report.registry] = report
         for result in report.checks:
             if result.reason is not None:
-                key = (report.registry, result.endpoint, str(result.check), str(result.reason))
+                key = (
+                    report.registry,
+                    result.endpoint.label,
+                    str(result.check),
+                    str(result.reason),
+                )
                 self._failures[key] = self._failures.get(key, 0) + 1
 
     def reports(self) -> Mapping[str, RegistryReport]:
@@ -266,12 +271,13 @@ class ProbeCollector(Collector):
     ) -> None:
         registry = report.registry
         for result in report.checks:
-            labels = [registry, result.endpoint, str(result.check)]
+            labels = [registry, result.endpoint.label, str(result.check)]
             families[SUCCESS].add_metric(labels, 1.0 if result.ok else 0.0)
             if result.reason is not None:
                 families[FAILURE].add_metric([*labels, str(result.reason)], 1.0)
-        for endpoint in report.endpoints():
-            checks = [c for c in report.checks if c.endpoint == endpoint]
+        for address in report.endpoints():
+            endpoint = address.label
+            checks = [c for c in report.checks if c.endpoint == address]
             for phase, seconds in endpoint_phases(checks).items():
                 families[DURATION].add_metric([registry, endpoint, phase], seconds)
             ok, failed = address_states(checks)

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
+from probe.node.problems import NodeProblem
 from probe.result import CertFacts, CheckResult, RegistryReport
 from probe.views.advice import advice_for, cause_line, report_advice
 
 
-def to_json(node: str, reports: list[RegistryReport]) -> dict[str, Any]:
-    """`check --output json`: `{"node": ..., "registries": [...]}` as SPEC.md draws it."""
-    return {"node": node, "registries": [_registry_json(r) for r in reports]}
+def to_json(
+    node: str, reports: list[RegistryReport], problems: Sequence[NodeProblem] = ()
+) -> dict[str, Any]:
+    """`check --output json`: `{"node": ..., "registries": [...]}` as SPEC.md draws it, and the
+    node's configuration problems."""
+    return {
+        "node": node,
+        "registries": [_registry_json(r) for r in reports],
+        "node_problems": [_problem_json(p) for p in problems],
+    }
+
+
+def _problem_json(problem: NodeProblem) -> dict[str, Any]:
+    return {
+        "source": problem.source,
+        "line": problem.line,
+        "runtime": problem.runtime,
+        "message": problem.message,
+        "effect": problem.effect or None,
+    }
 
 
 def _registry_json(report: RegistryReport) -> dict[str, Any]:
@@ -44,7 +63,7 @@ def _registry_json(report: RegistryReport) -> dict[str, Any]:
 
 def _check_json(result: CheckResult) -> dict[str, Any]:
     document: dict[str, Any] = {
-        "endpoint": result.endpoint,
+        "endpoint": result.endpoint.label,
         "check": str(result.check),
         "ok": result.ok,
         "reason": str(result.reason) if result.reason else None,
@@ -68,11 +87,16 @@ def _cert_json(cert: CertFacts) -> dict[str, Any]:
     }
 
 
-def to_text(node: str, reports: list[RegistryReport]) -> str:
-    """The report a person on the node reads: per registry, what failed, why, and the fix."""
+def to_text(node: str, reports: list[RegistryReport], problems: Sequence[NodeProblem] = ()) -> str:
+    """The report a person on the node reads: per registry, what failed, why, and the fix;
+    then what the node's configuration files get wrong."""
     lines = [f"registry-probe check on node {node}", ""]
     for report in reports:
         lines.extend(_registry_text(report))
+        lines.append("")
+    if problems:
+        lines.append("node configuration problems:")
+        lines.extend(f"  {p.where}: {p.describe()}" for p in problems)
         lines.append("")
     failing = [r for r in reports if not r.ok]
     if failing:
@@ -92,10 +116,12 @@ def _registry_text(report: RegistryReport) -> list[str]:
             f"FAIL  {report.registry}: {failure.check} {failure.reason} on {failure.endpoint}",
             f"      {cause_line(failure.reason)}",
         ]
-    width = max((len(c.endpoint) for c in report.checks), default=0)
+    width = max((len(c.endpoint.label) for c in report.checks), default=0)
     for check in report.checks:
         status = "ok" if check.ok else str(check.reason)
-        lines.append(f"      {check.check:<9} {check.endpoint:<{width}}  {status}: {check.detail}")
+        lines.append(
+            f"      {check.check:<9} {check.endpoint!s:<{width}}  {status}: {check.detail}"
+        )
         if check.cert is not None:
             cert = check.cert
             lines.append(

@@ -1,0 +1,188 @@
+"""The node view: everything the checks need to know about the node, read at most once per
+interval and shared by every registry's probe of that cycle.
+
+blackbox_exporter hands each probe its module config; here each probe gets one immutable
+`NodeView`: the node's name, resolvers and hosts file, trust store, the runtimes' proxy settings
+as they run now, the registries and mirrors the runtimes are configured for, and the problems
+found while reading. `NodeReader` builds it and keeps it for `max_age` seconds (the probe
+interval). When that has passed it reads again, but only what changed: each part remembers the
+signature of every file it read (`HostFS.signature`: identity, size, mtimes and the links on
+the way), and is kept as long as none changed. The runtimes' processes are scanned once per
+view. So a new hosts.toml mirror or a proxy drop-in shows within one interval, without SIGHUP,
+and a node that does not change costs one round of `stat`s per interval.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import psutil
+
+from probe.node.discovery import Discovery, discover
+from probe.node.hostfs import HostFS, Signature
+from probe.node.problems import NodeProblem
+from probe.node.processes import ProcessSource, ProcessTable, scan_processes
+from probe.node.resolver import NodeResolver, read_resolver
+from probe.node.routes import NodeRoutes, node_routes
+from probe.node.runtimes import SPECS, RuntimeProxyConfig, read_runtimes
+from probe.node.trust import CAFile, NodeTrust, certs_d_ca_files, read_ca_files, read_trust
+
+HOSTNAME_FILE = "/etc/hostname"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, eq=False)
+class NodeView:
+    """The node as its runtime sees it, at one moment; never changes once built."""
+
+    name: str
+    resolver: NodeResolver
+    trust: NodeTrust
+    routes: NodeRoutes
+    discovery: Discovery
+    problems: tuple[NodeProblem, ...]
+    generation: int  # a new number whenever anything in the view differs from the last one
+    _fs: HostFS = field(repr=False)
+    _ca_files: dict[tuple[str, ...], tuple[CAFile, ...]] = field(default_factory=dict, repr=False)
+
+    def ca_files(self, paths: tuple[str, ...]) -> tuple[CAFile, ...]:
+        """CA files the node names for a registry, read once per view."""
+        found = self._ca_files.get(paths)
+        if found is None:
+            found = read_ca_files(self._fs, paths)
+            self._ca_files[paths] = found
+        return found
+
+    def certs_d(self, registry_label: str) -> tuple[str, ...]:
+        """containerd's `certs.d/<host[:port]>/*.crt` for a registry, listed once per view."""
+        key = ("certs.d", registry_label)
+        found = self._ca_files.get(key)
+        if found is None:
+            paths = certs_d_ca_files(self._fs, registry_label)
+            found = tuple(CAFile(path, "") for path in paths)
+            self._ca_files[key] = found
+        return tuple(ca.name for ca in found)
+
+    def read_again(self) -> bool:
+        """Whether a file read through this view (CA files) changed since."""
+        return self._fs.changed(self._fs.reads)
+
+
+@dataclass(frozen=True)
+class _Part(Generic[T]):
+    """One part of the view, and the signatures of the files it was read from."""
+
+    value: T
+    reads: dict[str, Signature]
+    problems: tuple[NodeProblem, ...]
+    key: object = None  # what else it was read with (the visible runtime processes)
+
+
+class NodeReader:
+    """Builds the node view from `host_root`, and keeps it while it is fresh."""
+
+    def __init__(
+        self,
+        host_root: str,
+        runtimes: tuple[str, ...],
+        *,
+        discover: bool = True,
+        processes: ProcessSource = psutil,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host_root = host_root
+        self.runtimes = runtimes
+        self.discover = discover
+        self._processes = processes
+        self._clock = clock
+        self._fs = HostFS(host_root)
+        self._parts: dict[str, _Part[object]] = {}
+        self._view: NodeView | None = None
+        self._read_at = 0.0
+        self._table = ProcessTable()
+
+    def view(self, max_age: float = 0.0) -> NodeView:
+        """The current view: the last one while younger than `max_age` seconds, else a new one."""
+        now = self._clock()
+        if self._view is not None and now - self._read_at < max_age:
+            return self._view
+        self._view = self._read(self._view)
+        self._read_at = now
+        return self._view
+
+    def _read(self, last: NodeView | None) -> NodeView:
+        wanted = {SPECS[r].process for r in self.runtimes}
+        table = scan_processes(wanted, self._processes)
+        changed = last is None or table != self._table or last.read_again()
+        self._table = table
+
+        resolver, fresh = self._part("resolver", read_resolver)
+        changed |= fresh
+        trust, fresh = self._part("trust", read_trust)
+        changed |= fresh
+        files, fresh = self._part(
+            "runtimes", lambda fs: read_runtimes(fs, self.runtimes, table.names), key=table.names
+        )
+        changed |= fresh
+        found, fresh = self._part(
+            "discovery", discover if self.discover else lambda fs: Discovery()
+        )
+        changed |= fresh
+        name, fresh = self._part("name", _node_name)
+        changed |= fresh
+        routes = node_routes(files, table)
+        problems = [p for part in self._parts.values() for p in part.problems]
+        problems += [
+            NodeProblem(source=p.source, message=f"{p.source}: {p.message}", runtime="node")
+            for p in found.problems
+        ]
+        problems += _runtime_problems(files)
+        generation = 1 if last is None else last.generation + (1 if changed else 0)
+        if not changed and last is not None:
+            return last
+        return NodeView(
+            name=name,
+            resolver=resolver,
+            trust=trust,
+            routes=routes,
+            discovery=found,
+            problems=tuple(dict.fromkeys(problems)),
+            generation=generation,
+            _fs=self._fs.fork(),
+        )
+
+    def _part(self, name: str, read: Callable[[HostFS], T], key: object = None) -> tuple[T, bool]:
+        """The part `name`, read again only when a file it read changed; (value, read anew)."""
+        part = self._parts.get(name)
+        if part is not None and part.key == key and not self._fs.changed(part.reads):
+            return part.value, False  # type: ignore[return-value]  # stored under its own name
+        fs = self._fs.fork()
+        value = read(fs)
+        self._parts[name] = _Part(value, dict(fs.reads), tuple(fs.problems), key)
+        return value, True
+
+
+def _node_name(fs: HostFS) -> str:
+    """The node's name: the downward API's NODE_NAME, else the node's hostname."""
+    name = os.environ.get("NODE_NAME", "").strip()
+    if name:
+        return name
+    text = fs.read_text(HOSTNAME_FILE, 4096)
+    if text and text.strip():
+        return text.strip().splitlines()[0][:253]
+    return socket.gethostname()
+
+
+def _runtime_problems(files: dict[str, RuntimeProxyConfig]) -> list[NodeProblem]:
+    found: list[NodeProblem] = []
+    for runtime, config in files.items():
+        source = config.unit or runtime
+        for problem in config.problems:
+            found.append(NodeProblem(source=source, message=problem, runtime=runtime))
+    return found
