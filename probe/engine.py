@@ -170,7 +170,9 @@ class Engine:
         auth = _realm_endpoint(realm) if realm else None
         checked = {main.name, *(b.name for b in blobs)}
         others: list[_Check] = []
+        endpoints = [main, *blobs]
         if auth is not None and auth.name not in checked:
+            endpoints.append(auth)
             auth_context = context if auth.tls else None
             others = await self._probe_endpoint(auth, auth_context, view)
         for task in blob_tasks:
@@ -196,6 +198,7 @@ class Engine:
             routes=tuple(r.to_result() for r in runtime_routes),
             # With one runtime the routes cannot disagree: no series that is 1 by construction.
             proxy_consistent=consistent(runtime_routes) if len(routes.configs) > 1 else None,
+            endpoint_phases={e.address: e.phases for e in endpoints},
         )
 
     async def _probe_endpoint(

@@ -17,8 +17,6 @@ Rules of `redact_url`:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from urllib.parse import quote, unquote
 
 MASK = "***"
 
@@ -51,30 +49,3 @@ def redact_url(url: str) -> str:
     if not password:
         return url
     return f"{prefix}{user}:{MASK}{rest}"
-
-
-def url_secrets(url: str) -> tuple[str, ...]:
-    """The secret parts of `url` (password, or a lone token), raw and percent-decoded."""
-    parts = _split_userinfo(url)
-    if parts is None:
-        return ()
-    _, userinfo, _ = parts
-    user, colon, password = userinfo.partition(":")
-    secret = password if colon else user
-    if not secret:
-        return ()
-    return tuple(dict.fromkeys((secret, unquote(secret))))
-
-
-def redact_text(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every known secret value (and its percent-encoded form) replaced by `***`.
-
-    Longer secrets are replaced first, so a secret that contains another is hidden whole.
-    """
-    forms: set[str] = set()
-    for secret in secrets:
-        if secret:
-            forms.update((secret, quote(secret, safe=""), quote(secret, safe=":")))
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, MASK)
-    return text

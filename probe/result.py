@@ -68,7 +68,10 @@ class RegistryReport:
     finished_at: float  # Unix seconds
     ratelimits: tuple[RateLimit, ...] = ()
     routes: tuple[RuntimeRoute, ...] = ()
-    proxy_consistent: bool | None = None  # None when no runtime was found
+    proxy_consistent: bool | None = None  # None unless two runtimes or more were found
+    # The phases each endpoint's checks can run (an endpoint without an http check has no
+    # processing or transfer); an endpoint missing here has all of PHASES.
+    endpoint_phases: Mapping[HostPort, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -991,7 +991,8 @@ def test_gate_once_per_interval_per_account() -> None:
     gate.record_success(Auth.ANONYMOUS, 2)
     asked = [t for t in range(3, 3600) if gate.try_acquire(Auth.ANONYMOUS, t)]
     assert asked == list(range(302, 3600, 300))  # one per 300 s over the hour
-    assert gate.next_allowed(Auth.AUTHENTICATED) == 301
+    assert not gate.try_acquire(Auth.AUTHENTICATED, 300)
+    assert gate.try_acquire(Auth.AUTHENTICATED, 301)
 
 
 def test_gate_backs_off_after_429_capped_and_reset() -> None:
@@ -1016,7 +1017,8 @@ def test_gate_other_failures_keep_interval() -> None:
     gate = RateLimitGate(60, max_backoff=10_000)
     gate.record_rate_limited(Auth.AUTHENTICATED, 0)
     gate.record_failure(Auth.AUTHENTICATED, 120)
-    assert gate.next_allowed(Auth.AUTHENTICATED) == 180
+    assert not gate.try_acquire(Auth.AUTHENTICATED, 179)
+    assert gate.try_acquire(Auth.AUTHENTICATED, 180)
     assert gate.record_rate_limited(Auth.AUTHENTICATED, 180) == 240  # second 429: 60 * 2**2
 
 

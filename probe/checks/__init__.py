@@ -46,6 +46,13 @@ class Endpoint:
         return self.address.label
 
     @property
+    def phases(self) -> tuple[str, ...]:
+        """The phases its checks can run: a pull's path through this endpoint."""
+        tls = ("tls",) if self.tls else ()
+        http = ("processing", "transfer") if self.role == "registry" else ()
+        return ("resolve", "connect", *tls, *http)
+
+    @property
     def host_header(self) -> str:
         default = 443 if self.tls else 80
         return self.address.bracketed if self.port == default else self.name

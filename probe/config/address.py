@@ -26,8 +26,9 @@ from probe.display import describe_input
 from probe.redact import MASK, redact_url
 
 DOCKER_HUB = "registry-1.docker.io"
-# Names that mean Docker Hub; containerd rewrites docker.io to registry-1.docker.io.
-DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", DOCKER_HUB})
+# Names that mean Docker Hub; containerd rewrites docker.io to registry-1.docker.io. In the order
+# `docker login` and Kubernetes secrets most often key its credentials.
+DOCKER_HUB_ALIASES: tuple[str, ...] = ("index.docker.io", "docker.io", DOCKER_HUB)
 DOCKER_HUB_BLOB_HOSTS: tuple[str, ...] = ("production.cloudfront.docker.com",)
 
 REGISTRY_FORMS = "HOST[:PORT], http://HOST:PORT or https://HOST[:PORT]"

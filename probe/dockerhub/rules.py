@@ -40,7 +40,7 @@ from urllib.parse import urlencode
 
 from probe.checks.auth import basic_authorization
 from probe.checks.http import json_object
-from probe.config import DOCKER_HUB
+from probe.config import DOCKER_HUB_ALIASES
 from probe.display import describe_input
 from probe.reasons import Reason
 from probe.result import RateLimit
@@ -226,9 +226,6 @@ def parse_ratelimit_headers(headers: Iterable[tuple[str, str]]) -> ParsedRateLim
 
 # --- credentials from .dockerconfigjson ------------------------------------------------------
 
-# The keys `docker login` and Kubernetes write for Docker Hub, compared by host, most usual first.
-DOCKER_HUB_KEYS: tuple[str, ...] = ("index.docker.io", "docker.io", DOCKER_HUB)
-
 
 class DockerConfigError(ValueError):
     """A .dockerconfigjson that cannot be used. The message never contains a secret."""
@@ -314,13 +311,13 @@ def parse_docker_config(text: str) -> DockerCredentials | None:
         raise DockerConfigError("auths is not a JSON object")
 
     hub_keys = sorted(
-        (key for key in auths if _registry_host(key) in DOCKER_HUB_KEYS),
-        key=lambda key: DOCKER_HUB_KEYS.index(_registry_host(key)),
+        (key for key in auths if _registry_host(key) in DOCKER_HUB_ALIASES),
+        key=lambda key: DOCKER_HUB_ALIASES.index(_registry_host(key)),
     )
     if not hub_keys:
         helpers = document.get("credHelpers")
         if isinstance(helpers, dict) and any(
-            _registry_host(key) in DOCKER_HUB_KEYS for key in helpers
+            _registry_host(key) in DOCKER_HUB_ALIASES for key in helpers
         ):
             raise DockerConfigError(
                 "Docker Hub's credentials are in a credential helper (credHelpers), "
@@ -605,11 +602,6 @@ class RateLimitGate:
         else:
             schedule.next_at = now + self.interval
         return True
-
-    def next_allowed(self, account: Auth) -> float | None:
-        """When this account may next ask; None when it never has."""
-        schedule = self._schedules.get(account)
-        return None if schedule is None else schedule.next_at
 
     def record_success(self, account: Auth, now: float) -> None:
         self._schedules[account] = _Schedule(next_at=now + self.interval)

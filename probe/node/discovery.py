@@ -344,10 +344,6 @@ def parse_hosts_toml(
     return registries, found.problems
 
 
-def _crt_files(fs: HostFS, directory: str) -> tuple[str, ...]:
-    return tuple(fs.files(directory, "*.crt"))
-
-
 def _containerd(fs: HostFS, found: Findings) -> None:
     text = fs.read_text(CONTAINERD_CONFIG)
     if text is None:
@@ -369,7 +365,7 @@ def _containerd(fs: HostFS, found: Findings) -> None:
             hosts_dir = f"{directory}/{name}"
             hosts_text = fs.read_text(f"{hosts_dir}/hosts.toml")
             if hosts_text is None:
-                cas = _crt_files(fs, hosts_dir)
+                cas = tuple(fs.files(hosts_dir, "*.crt"))
                 if name != "_default":
                     found.registries.append(
                         DiscoveredRegistry(
@@ -537,7 +533,7 @@ def _crio(fs: HostFS, found: Findings) -> None:
         return
     for registry in registries_from_conf(conf, found):
         cas = tuple(
-            c for d in CONTAINERS_CERTS_DIRS for c in _crt_files(fs, f"{d}/{registry.host}")
+            c for d in CONTAINERS_CERTS_DIRS for c in fs.files(f"{d}/{registry.host}", "*.crt")
         )
         found.registries.append(
             registry if not cas else DiscoveredRegistry(**{**registry.__dict__, "ca_files": cas})

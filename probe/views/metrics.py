@@ -182,13 +182,15 @@ def _family(spec: MetricSpec) -> GaugeMetricFamily | CounterMetricFamily:
     return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
 
 
-def endpoint_phases(checks: Iterable[CheckResult]) -> dict[str, float]:
-    """Every phase of one endpoint, 0 when no check of the pull path measured it.
+def endpoint_phases(
+    checks: Iterable[CheckResult], names: Iterable[str] = PHASES
+) -> dict[str, float]:
+    """Every phase the endpoint's checks can run (`names`), 0 when none measured it this run.
 
     Each phase is measured by one check (resolve by dns, connect by tcp, ...); when two report
     the same phase, the first in check order wins.
     """
-    phases = dict.fromkeys(PHASES, 0.0)
+    phases = dict.fromkeys(names, 0.0)
     seen: set[str] = set()
     for result in checks:
         if result.check not in _PULL_PATH:
@@ -278,7 +280,8 @@ class ProbeCollector(Collector):
         for address in report.endpoints():
             endpoint = address.label
             checks = [c for c in report.checks if c.endpoint == address]
-            for phase, seconds in endpoint_phases(checks).items():
+            names = report.endpoint_phases.get(address, PHASES)
+            for phase, seconds in endpoint_phases(checks, names).items():
                 families[DURATION].add_metric([registry, endpoint, phase], seconds)
             ok, failed = address_states(checks)
             families[ENDPOINT_ADDRESSES].add_metric([registry, endpoint, "ok"], ok)
