@@ -21,7 +21,7 @@ import dataclasses
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from probe.checks import CheckFn, Endpoint, Outcome, Probe, check_functions
@@ -34,12 +34,13 @@ from probe.config import (
 )
 from probe.dockerhub.ratelimit import DockerHubRateLimit
 from probe.node.problems import NodeProblem
+from probe.node.registries import PullPlan, RegistryHost, reference_name
 from probe.node.routes import NodeRoutes
 from probe.node.runtimes import Route, consistent
 from probe.node.trust import CAFile
 from probe.node.view import NodeReader, NodeView
-from probe.reasons import PHASES, CheckKind, Reason
-from probe.result import CheckResult, RateLimit, RegistryReport
+from probe.reasons import CheckKind, Reason
+from probe.result import ADVISORY_REASONS, CheckResult, HostResult, RateLimit, RegistryReport
 
 MAX_CA_FILE_BYTES = 1 << 20  # a `ca_file` of the config: a few certificates, never a megabyte
 
@@ -83,9 +84,7 @@ class Engine:
         checks: dict[CheckKind, CheckFn] | None = None,
     ) -> None:
         self.config = config
-        self.reader = reader or NodeReader(
-            config.host_root, config.runtimes, discover=config.discover
-        )
+        self.reader = reader or NodeReader(config.host_root, config.runtimes)
         self._checks = checks if checks is not None else check_functions()
         # One reader for every Docker Hub alias: the per-account budget is Docker Hub's, not
         # a registry entry's.
@@ -99,10 +98,9 @@ class Engine:
         """An engine for a reloaded config that keeps what it can: the node reader (when it
         reads the same node the same way) and Docker Hub's schedule (same account and interval),
         so a SIGHUP neither re-reads an unchanged node nor spends another ask of Docker Hub."""
-        same_node = (config.host_root, config.runtimes, config.discover) == (
+        same_node = (config.host_root, config.runtimes) == (
             self.config.host_root,
             self.config.runtimes,
-            self.config.discover,
         )
         hub = (config.dockerhub.ratelimit_interval, _hub_credentials(config), config.timeout)
         old_hub = (
@@ -146,60 +144,101 @@ class Engine:
             tasks = [group.create_task(self.probe_registry(r, view)) for r in registries]
         return view, [task.result() for task in tasks]
 
+    def plan(self, registry: RegistryConfig, view: NodeView) -> PullPlan:
+        """The hosts the CRI runtime tries for `registry`, in its order, with the config's own
+        settings for the registry added to the registry's own host: its `ca_file` trusted
+        beside the node's, `insecure_skip_verify`, a plain-HTTP address, its blob hosts."""
+        plan = view.registries.plan(reference_name(registry.address))
+        own = registry.address.pull_address
+        hosts: list[RegistryHost] = []
+        for host in plan.hosts:
+            if host.upstream:
+                address = host.address
+                if host.source == "default" and not own.tls:
+                    address = own  # `http://host:port` named in the config or on the flag
+                host = dataclasses.replace(
+                    host,
+                    address=address,
+                    skip_verify=host.skip_verify or registry.insecure_skip_verify,
+                    ca_files=host.ca_files + registry.node_ca_files,
+                )
+            hosts.append(host)
+        return dataclasses.replace(plan, hosts=tuple(hosts))
+
     async def probe_registry(
         self, registry: RegistryConfig, view: NodeView | None = None
     ) -> RegistryReport:
+        """Every host of the registry's plan, concurrently; the verdict by the runtime's order."""
         view = view or self.node()
-        address = registry.address.pull_address
+        plan = self.plan(registry, view)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._probe_host(registry, h, view)) for h in plan.hosts]
+        runs = [task.result() for task in tasks]
+        own = next((r for r in runs if r.host.upstream), runs[-1] if runs else None)
+        routes = view.routes
+        runtime_routes = routes.routes(own.host.address if own else registry.address.pull_address)
+        if own is not None and routes.configs:
+            own.results[:] = _with_route_verdict(own.results, own.main, routes, runtime_routes)
+        hosts = tuple(_host_result(r) for r in runs)
+        serving = next((h for h in hosts if h.usable and h.resolves), None)
+        return RegistryReport(
+            registry=registry.label,
+            checks=tuple(c for r in runs for c in r.results),
+            finished_at=time.time(),
+            ratelimits=next((r.ratelimits for r in runs if r.ratelimits), ()),
+            routes=tuple(r.to_result() for r in runtime_routes),
+            # With one runtime the routes cannot disagree: no series that is 1 by construction.
+            proxy_consistent=consistent(runtime_routes) if len(routes.configs) > 1 else None,
+            endpoint_phases={e.address: e.phases for r in runs for e in r.endpoints},
+            hosts=hosts,
+            pullable=serving is not None and plan.problem is None,
+            served_by=serving.endpoint if serving is not None and plan.problem is None else None,
+            rule=plan.rule,
+            warnings=_warnings(hosts, serving, plan),
+        )
+
+    async def _probe_host(
+        self, registry: RegistryConfig, host: RegistryHost, view: NodeView
+    ) -> _HostRun:
+        """One host: its own endpoint, the blob hosts of the registry's own, and the token
+        realm its `GET /v2/` announces."""
+        address = host.address
         main = Endpoint.of(
             address.host_port.with_default_port(address.effective_port), "registry", tls=address.tls
         )
+        run = _HostRun(host, main, [main])
         try:
-            context = self._ssl_context(registry, view) if address.tls else None
+            context = self._ssl_context(registry, host, view) if address.tls else None
         except (OSError, ssl.SSLError) as error:
-            return _trust_failure(registry, main, error)
-        routes = view.routes
-        blobs = [
-            Endpoint.of(b.with_default_port(443), "blob") for b in registry.effective_blob_hosts
-        ]
+            run.results.append(_trust_failure(main, error))
+            return run
+        blobs = []
+        if host.upstream:
+            blobs = [
+                Endpoint.of(b.with_default_port(443), "blob") for b in registry.effective_blob_hosts
+            ]
         async with asyncio.TaskGroup() as group:
             main_task = group.create_task(self._probe_endpoint(main, context, view))
             blob_tasks = [group.create_task(self._probe_endpoint(b, context, view)) for b in blobs]
         checks = list(main_task.result())
         realm = next((c.realm for c in checks if c.realm), None)
         auth = _realm_endpoint(realm) if realm else None
-        checked = {main.name, *(b.name for b in blobs)}
-        others: list[_Check] = []
-        endpoints = [main, *blobs]
-        if auth is not None and auth.name not in checked:
-            endpoints.append(auth)
-            auth_context = context if auth.tls else None
-            others = await self._probe_endpoint(auth, auth_context, view)
+        run.endpoints += blobs
+        run.results += [c.result for c in checks]
+        reachable = all(c.result.ok for c in checks)
+        if auth is not None and auth.name not in {main.name, *(b.name for b in blobs)}:
+            run.endpoints.append(auth)
+            checked = await self._probe_endpoint(auth, context if auth.tls else None, view)
+            run.results += [c.result for c in checked]
         for task in blob_tasks:
-            others.extend(task.result())
-        results = [c.result for c in checks]
-        reachable = all(r.ok for r in results)
-        runtime_routes = routes.routes(address)
-        if routes.configs:
-            results = _with_route_verdict(results, main, routes, runtime_routes)
-        results += [c.result for c in others]
-        limits: tuple[RateLimit, ...] = ()
-        if registry.is_docker_hub and context is not None and reachable:
-            client = NodeClient(view.resolver, context, routes)
+            run.results += [c.result for c in task.result()]
+        if registry.is_docker_hub and address.is_docker_hub and context is not None and reachable:
+            client = NodeClient(view.resolver, context, view.routes)
             read = await self._ratelimit.check(client, main.address)
             if read is not None:
-                results.append(read[0])
-                limits = read[1]
-        return RegistryReport(
-            registry=registry.label,
-            checks=tuple(results),
-            finished_at=time.time(),
-            ratelimits=limits,
-            routes=tuple(r.to_result() for r in runtime_routes),
-            # With one runtime the routes cannot disagree: no series that is 1 by construction.
-            proxy_consistent=consistent(runtime_routes) if len(routes.configs) > 1 else None,
-            endpoint_phases={e.address: e.phases for e in endpoints},
-        )
+                run.results.append(read[0])
+                run.ratelimits = read[1]
+        return run
 
     async def _probe_endpoint(
         self, endpoint: Endpoint, context: ssl.SSLContext | None, view: NodeView
@@ -266,15 +305,23 @@ class Engine:
             phases = {"processing": elapsed} if kind == CheckKind.HTTP else {_PHASE[kind]: elapsed}
             return Outcome.failed(reason, f"{detail}, after {timeout:g}s", phases=phases)
 
-    def _ssl_context(self, registry: RegistryConfig, view: NodeView) -> ssl.SSLContext:
-        """The node's trust plus the registry's own CAs: certs.d, the CAs its runtime config
-        names, and the config's `ca_file` (on the agent's own filesystem)."""
-        node_cas = view.certs_d(registry.address.pull_address.label) + registry.node_ca_files
-        extra = list(view.ca_files(node_cas))
-        if registry.ca_file:
+    def _ssl_context(
+        self, registry: RegistryConfig, host: RegistryHost, view: NodeView
+    ) -> ssl.SSLContext:
+        """The node's trust plus the host's own CAs (the runtime's config names them) and, for
+        the registry's own host, the config's `ca_file` (on the agent's own filesystem).
+
+        Raises OSError or ssl.SSLError when a CA cannot be read or parsed: the runtime fails
+        every pull of the registry then, before trying any host.
+        """
+        extra = list(view.ca_files(host.ca_files))
+        missing = set(host.ca_files) - {ca.name for ca in extra}
+        if missing:
+            raise OSError(f"the runtime cannot read the CA file {sorted(missing)[0]}")
+        if registry.ca_file and host.upstream:
             with open(registry.ca_file, encoding="utf-8", errors="replace") as file:
                 extra.append(CAFile(registry.ca_file, file.read(MAX_CA_FILE_BYTES)))
-        return view.trust.context(tuple(extra), registry.insecure_skip_verify)
+        return view.trust.context(tuple(extra), host.skip_verify)
 
 
 def _hub_credentials(config: Config) -> str | None:
@@ -286,44 +333,102 @@ def _hub_credentials(config: Config) -> str | None:
 def _registries(
     config: Config, view: NodeView
 ) -> tuple[tuple[RegistryConfig, ...], tuple[NodeProblem, ...]]:
+    """The config's registries (Docker Hub when it names none), then those the CRI runtime has
+    settings for, unless discovery is off; each registry once, whatever name it goes by."""
     named = config.registries or (DOCKER_HUB_REGISTRY,)
+    if not config.discover:
+        return named, ()
     seen = {r.address.identity for r in named}
     found: list[RegistryConfig] = []
     problems: list[NodeProblem] = []
-    for discovered in view.discovery.registries:
-        source = discovered.source
+    for name in view.registries.names:
+        plan = view.registries.plans[name]
         try:
-            address = RegistryAddress.parse(f"{discovered.scheme}://{discovered.host}")
+            address = RegistryAddress.parse(name)
         except ValueError as error:
-            problems.append(NodeProblem(source, f"{source}: {error}", effect="not probed"))
+            problems.append(
+                NodeProblem(plan.source, f"{plan.source}: {error}", effect="not probed")
+            )
             continue
         if address.identity in seen:
             continue
         seen.add(address.identity)
-        found.append(
-            RegistryConfig(
-                address,
-                insecure_skip_verify=discovered.skip_verify,
-                node_ca_files=discovered.ca_files,
-                source=f"discovered in {source}" if source else "discovered",
-            )
-        )
+        registry = DOCKER_HUB_REGISTRY if address.is_docker_hub else RegistryConfig(address)
+        found.append(dataclasses.replace(registry, source=f"discovered in {plan.source}"))
     return (*named, *found), tuple(problems)
 
 
-def _trust_failure(
-    registry: RegistryConfig, endpoint: Endpoint, error: Exception
-) -> RegistryReport:
-    detail = f"cannot load the CA files for {registry.label}: {error}"
-    result = CheckResult(
+def _trust_failure(endpoint: Endpoint, error: Exception) -> CheckResult:
+    detail = f"cannot load the CA files for {endpoint.name}: {error}"
+    if isinstance(error, OSError) and error.strerror:
+        detail = f"cannot load the CA files for {endpoint.name}: {error.strerror}"
+    return CheckResult(
         endpoint=endpoint.address,
         check=CheckKind.TLS,
         ok=False,
         reason=Reason.TLS_UNKNOWN_AUTHORITY,
-        detail=detail,
-        phases=dict.fromkeys(PHASES, 0.0),
+        detail=f"{detail} (every pull of this registry fails until it can)",
+        phases=dict.fromkeys(endpoint.phases, 0.0),
     )
-    return RegistryReport(registry=registry.label, checks=(result,), finished_at=time.time())
+
+
+@dataclass
+class _HostRun:
+    """What probing one host of a plan gave: its endpoints, results and rate limits."""
+
+    host: RegistryHost
+    main: Endpoint
+    endpoints: list[Endpoint]
+    results: list[CheckResult] = field(default_factory=list)
+    ratelimits: tuple[RateLimit, ...] = ()
+
+
+def _host_result(run: _HostRun) -> HostResult:
+    failures = [r for r in run.results if not r.ok and r.reason not in ADVISORY_REASONS]
+    host = run.host
+    return HostResult(
+        endpoint=run.main.address,
+        url=f"{host.address.url}{host.path}",
+        role=host.role,
+        source=host.source,
+        resolves=host.resolves,
+        usable=not failures,
+        reason=failures[0].reason if failures else None,
+        skip_verify=host.skip_verify and host.address.tls,
+    )
+
+
+def _warnings(
+    hosts: tuple[HostResult, ...], serving: HostResult | None, plan: PullPlan
+) -> tuple[str, ...]:
+    """What the runtime's order costs: a failing host ahead of the one that serves is tried,
+    and waited for, on every request of every pull; one behind it limits what can be pulled."""
+    found: list[str] = []
+    if plan.problem is not None:
+        found.append(f"{plan.problem}: every pull of this registry fails")
+    if serving is None:
+        return tuple(found)
+    ahead = True
+    for host in hosts:
+        if host is serving:
+            ahead = False
+            continue
+        if host.usable:
+            continue
+        if ahead:
+            found.append(
+                f"{host.role} {host.endpoint} fails ({host.reason}): every pull tries it first "
+                f"and waits for it to fail before {serving.endpoint} serves"
+            )
+        else:
+            found.append(
+                f"{host.role} {host.endpoint} fails ({host.reason}): pulls work while "
+                f"{serving.endpoint} serves them, and fail for what it does not hold"
+            )
+    for host in hosts:
+        if host.skip_verify:
+            found.append(f"{host.endpoint}'s certificate is not verified (skip_verify)")
+    return tuple(found)
 
 
 @dataclass(frozen=True)

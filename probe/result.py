@@ -59,6 +59,25 @@ class RuntimeRoute:
     proxy: str | None  # redacted URL, never with its password
 
 
+# Failures that do not stop a host from serving pulls: the runtimes disagree, or one must be
+# restarted. They still make the registry's verdict a failure, since a restart changes it.
+ADVISORY_REASONS = frozenset({Reason.PROXY_MISMATCH, Reason.PROXY_RESTART_PENDING})
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """One host of a registry, in the order the node's runtime tries it, and how it did."""
+
+    endpoint: HostPort  # host:port, as its checks name it
+    url: str  # the API root the runtime requests: https://mirror.example:5000/v2
+    role: str  # "mirror" or "registry" (the registry's own server)
+    source: str  # the file that names it, or "default"
+    resolves: bool  # may resolve a tag (containerd's `resolve` capability)
+    usable: bool  # every check of its endpoints passed (advisories aside)
+    reason: Reason | None = None  # the first failure's, when not usable
+    skip_verify: bool = False  # its certificate is not verified: said in every view
+
+
 @dataclass(frozen=True)
 class RegistryReport:
     """Everything one run learned about one registry."""
@@ -72,14 +91,32 @@ class RegistryReport:
     # The phases each endpoint's checks can run (an endpoint without an http check has no
     # processing or transfer); an endpoint missing here has all of PHASES.
     endpoint_phases: Mapping[HostPort, tuple[str, ...]] = field(default_factory=dict)
+    hosts: tuple[HostResult, ...] = ()  # in the runtime's order: mirrors, then the registry
+    # Whether a pull would succeed by that order: some host that resolves tags is usable.
+    # None for a report that does not know (built without a plan): every check must pass.
+    pullable: bool | None = None
+    served_by: HostPort | None = None  # the first usable host that resolves tags
+    rule: str = ""  # which of the runtime's rules gave the hosts, in words
+    warnings: tuple[str, ...] = ()  # what slows or limits pulls without failing them
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
+        return self.first_failure is None
 
     @property
     def first_failure(self) -> CheckResult | None:
-        return next((c for c in self.checks if not c.ok), None)
+        """The failure that stops or changes pulls: on the host that serves them, an advisory
+        (mismatch, restart pending), or, when no host serves, the first in the runtime's order.
+        A host failing ahead of or behind the serving one is a warning, not a failure."""
+        failed = [c for c in self.checks if not c.ok]
+        if not failed:
+            return None
+        if self.pullable is None or not self.pullable:
+            return failed[0]
+        return next(
+            (c for c in failed if c.endpoint == self.served_by or c.reason in ADVISORY_REASONS),
+            None,
+        )
 
     @property
     def root_cause(self) -> int | None:

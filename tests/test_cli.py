@@ -76,15 +76,25 @@ def test_bad_usage_exits_2_with_a_clear_message(args: list[str], words: str) -> 
     assert "Traceback" not in done.stderr
 
 
-def test_default_registries_are_docker_hub_plus_the_nodes_mirrors() -> None:
-    """With no registry named, Docker Hub is probed, and so are the node's mirrors."""
+def test_default_registries_are_docker_hub_plus_the_nodes_registries() -> None:
+    """With no registry named, Docker Hub is probed, and so are the registries the node's
+    runtime has settings for; a mirror is a host of its registry, tried first."""
     args = build_parser().parse_args(
         ["check", "--host-root", str(DATA / "hosts" / "containerd-1.7")]
     )
-    hosts = [r.label for r in Engine(build_config(args)).registries()]
-    assert hosts[0] == "registry-1.docker.io"
-    assert "mirror.example.com:5000" in hosts
-    assert "198.18.200.5:5000" in hosts
+    engine = Engine(build_config(args))
+    registries = engine.registries()
+    assert [r.label for r in registries] == [
+        "registry-1.docker.io",
+        "quay.io",
+        "registry.example.com:5000",
+    ]
+    plan = engine.plan(registries[0], engine.node())
+    assert [h.address.url for h in plan.hosts] == [
+        "https://mirror.example.com:5000",
+        "http://198.18.200.5:5000",
+        "https://docker.io",  # `server = "https://docker.io"`: containerd takes it literally
+    ]
 
 
 def test_no_discover_probes_only_what_is_named() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab import Lab
+from lab import CONTAINERD_CONFIG_PATH, Lab
 
 pytestmark = pytest.mark.lab
 
@@ -222,20 +222,25 @@ def test_running_process_with_other_environment_is_restart_pending(
 
 
 def test_default_check_probes_containerd_mirror_and_upstream(lab: Lab) -> None:
-    """Without --no-discover, a containerd mirror for docker.io is probed beside Docker Hub."""
+    """A containerd mirror for docker.io is a host of Docker Hub, probed and tried first."""
     hosts_toml = (
         'server = "https://registry-1.docker.io"\n\n'
         f'[host."https://{REGISTRY}"]\n  capabilities = ["pull", "resolve"]\n'
     )
-    root = lab.host_root(files={"etc/containerd/certs.d/docker.io/hosts.toml": hosts_toml})
+    root = lab.host_root(
+        files={
+            "etc/containerd/config.toml": CONTAINERD_CONFIG_PATH,
+            "etc/containerd/certs.d/docker.io/hosts.toml": hosts_toml,
+        }
+    )
     done = lab.probe(
         ["check", "--host-root", str(root), "--timeout", "2", "--output", "json"], node="node"
     )
     report = json.loads(done.stdout)
-    names = [r["registry"] for r in report["registries"]]
-    assert names[0] == "registry-1.docker.io", names
-    assert REGISTRY in names
-    assert all(r["ok"] for r in report["registries"]), done.stdout
+    (hub,) = report["registries"]
+    assert hub["registry"] == "registry-1.docker.io", done.stdout
+    assert [h["host"] for h in hub["hosts"]] == [f"{REGISTRY}:443", "registry-1.docker.io:443"]
+    assert (hub["ok"], hub["pullable"], hub["served_by"]) == (True, True, f"{REGISTRY}:443")
 
 
 def test_socks_proxy_is_reported_not_probed(lab: Lab) -> None:

@@ -140,7 +140,7 @@ def test_malformed_settings_are_problems_not_crashes() -> None:
     """Broken daemon.json and unit lines become problems; the runtime is still read."""
     config = read_runtime(HostFS(str(HOSTS / "malformed")), "dockerd")
     assert config is not None
-    assert any("daemon.json is not valid JSON" in p for p in config.problems)
+    assert any("daemon.json: not valid JSON" in p for p in config.problems)
     assert not any("p%40ss" in p for p in config.problems)
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from probe.config import RegistryAddress
+from probe.node.dockerd import DAEMON_JSON
 from probe.node.goproxy import ProxyConfigError, ProxyURL, decide
 from probe.node.processes import ProcessTable
 from probe.node.runtimes import (
-    DAEMON_JSON,
     PROXY_VARIABLE_NAMES,
     Route,
     RuntimeProxyConfig,

@@ -21,19 +21,17 @@ compared with it but never decides (kubelet pulls through CRI since Kubernetes 1
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from probe.config import RUNTIMES, RegistryAddress
+from probe.node.dockerd import DAEMON_JSON, read_daemon_json
 from probe.node.goproxy import PROXY_VARIABLES, CGIProxyError, ProxyEnv, decide, variable_for
 from probe.node.hostfs import HostFS
 from probe.node.systemd import UnitEnvironment, effective_environment
 from probe.result import RuntimeRoute
 
-DAEMON_JSON = "/etc/docker/daemon.json"
 K3S_UNITS: tuple[str, ...] = (
     "k3s.service",
     "k3s-agent.service",
@@ -120,35 +118,13 @@ def _k3s_child_environment(
 
 
 def _daemon_json_proxies(fs: HostFS) -> tuple[dict[str, str], list[str]]:
-    """daemon.json `proxies` as the variables dockerd sets from them, and problems."""
-    text = fs.read_text(DAEMON_JSON)
-    if text is None:
-        return {}, []
-    try:
-        config: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return {}, [f"{DAEMON_JSON} is not valid JSON (line {exc.lineno}): dockerd would not start"]
-    proxies = config.get("proxies") if isinstance(config, dict) else None
-    if proxies is None:
-        return {}, []
-    if not isinstance(proxies, dict):
-        return {}, [f"{DAEMON_JSON}: 'proxies' is not an object"]
+    """daemon.json `proxies` as the variables dockerd sets from them (both cases), and problems."""
+    settings = read_daemon_json(fs)
     env: dict[str, str] = {}
-    problems: list[str] = []
-    for key, setting in (
-        ("http-proxy", "http_proxy"),
-        ("https-proxy", "https_proxy"),
-        ("no-proxy", "no_proxy"),
-    ):
-        value = proxies.get(key)
-        if value is None or value == "":
-            continue
-        if not isinstance(value, str):
-            problems.append(f"{DAEMON_JSON}: proxies.{key} is not a string")
-            continue
+    for setting, value in settings.proxies.items():
         for name in PROXY_VARIABLES[setting]:  # dockerd overrides both cases
             env[name] = value
-    return env, problems
+    return env, list(settings.problems)
 
 
 def read_runtime(

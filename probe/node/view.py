@@ -3,8 +3,8 @@ interval and shared by every registry's probe of that cycle.
 
 blackbox_exporter hands each probe its module config; here each probe gets one immutable
 `NodeView`: the node's name, resolvers and hosts file, trust store, the runtimes' proxy settings
-as they run now, the registries and mirrors the runtimes are configured for, and the problems
-found while reading. `NodeReader` builds it and keeps it for `max_age` seconds (the probe
+as they run now, the hosts the CRI runtime pulls each registry from (mirrors first), and the
+problems found while reading. `NodeReader` builds it and keeps it for `max_age` seconds (the probe
 interval). When that has passed it reads again, but only what changed: each part remembers the
 signature of every file it read (`HostFS.signature`: identity, size, mtimes and the links on
 the way), and is kept as long as none changed. The runtimes' processes are scanned once per
@@ -17,19 +17,29 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import psutil
 
-from probe.node.discovery import Discovery, discover
+from probe.node.containerd import read_containerd
+from probe.node.crio import read_crio
+from probe.node.dockerd import read_dockerd
 from probe.node.hostfs import HostFS, Signature
+from probe.node.k3s import read_registries_yaml
 from probe.node.problems import NodeProblem
 from probe.node.processes import ProcessSource, ProcessTable, scan_processes
+from probe.node.registries import NO_REGISTRIES, NodeRegistries
 from probe.node.resolver import NodeResolver, read_resolver
 from probe.node.routes import NodeRoutes, node_routes
-from probe.node.runtimes import SPECS, RuntimeProxyConfig, read_runtimes
+from probe.node.runtimes import (
+    K3S_UNITS,
+    SPECS,
+    RuntimeProxyConfig,
+    deciding_runtime,
+    read_runtimes,
+)
 from probe.node.trust import CAFile, NodeTrust, certs_d_ca_files, read_ca_files, read_trust
 
 HOSTNAME_FILE = "/etc/hostname"
@@ -45,7 +55,7 @@ class NodeView:
     resolver: NodeResolver
     trust: NodeTrust
     routes: NodeRoutes
-    discovery: Discovery
+    registries: NodeRegistries  # what the CRI runtime pulls from, and how
     problems: tuple[NodeProblem, ...]
     generation: int  # a new number whenever anything in the view differs from the last one
     _fs: HostFS = field(repr=False)
@@ -92,13 +102,11 @@ class NodeReader:
         host_root: str,
         runtimes: tuple[str, ...],
         *,
-        discover: bool = True,
         processes: ProcessSource = psutil,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host_root = host_root
         self.runtimes = runtimes
-        self.discover = discover
         self._processes = processes
         self._clock = clock
         self._fs = HostFS(host_root)
@@ -130,18 +138,15 @@ class NodeReader:
             "runtimes", lambda fs: read_runtimes(fs, self.runtimes, table.names), key=table.names
         )
         changed |= fresh
-        found, fresh = self._part(
-            "discovery", discover if self.discover else lambda fs: Discovery()
-        )
+        decider = deciding_runtime(files)
+        key = (decider, files[decider].unit if decider else None, "dockerd" in files)
+        found, fresh = self._part("registries", lambda fs: read_registries(fs, files), key=key)
         changed |= fresh
         name, fresh = self._part("name", _node_name)
         changed |= fresh
         routes = node_routes(files, table)
         problems = [p for part in self._parts.values() for p in part.problems]
-        problems += [
-            NodeProblem(source=p.source, message=f"{p.source}: {p.message}", runtime="node")
-            for p in found.problems
-        ]
+        problems += found.problems
         problems += _runtime_problems(files)
         generation = 1 if last is None else last.generation + (1 if changed else 0)
         if not changed and last is not None:
@@ -151,7 +156,7 @@ class NodeReader:
             resolver=resolver,
             trust=trust,
             routes=routes,
-            discovery=found,
+            registries=found,
             problems=tuple(dict.fromkeys(problems)),
             generation=generation,
             _fs=self._fs.fork(),
@@ -166,6 +171,23 @@ class NodeReader:
         value = read(fs)
         self._parts[name] = _Part(value, dict(fs.reads), tuple(fs.problems), key)
         return value, True
+
+
+def read_registries(fs: HostFS, files: Mapping[str, RuntimeProxyConfig]) -> NodeRegistries:
+    """The registry settings of the runtime whose pulls kubelet makes: containerd (k3s's and
+    RKE2's as their registries.yaml gives them), else CRI-O; dockerd only on a node with
+    neither (cri-dockerd)."""
+    decider = deciding_runtime(files)
+    if decider == "containerd":
+        unit = files["containerd"].unit
+        if unit in K3S_UNITS:
+            return read_registries_yaml(fs, "rke2" if unit and unit.startswith("rke2") else "k3s")
+        return read_containerd(fs)
+    if decider == "crio":
+        return read_crio(fs)
+    if "dockerd" in files:
+        return read_dockerd(fs)
+    return NO_REGISTRIES
 
 
 def _node_name(fs: HostFS) -> str:

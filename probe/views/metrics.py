@@ -134,6 +134,20 @@ PROXY_CONSISTENT = _spec(
     ("registry",),
     "1 when every runtime found takes the same route through the same proxy, 0 otherwise.",
 )
+PULLABLE = _spec(
+    "registry_probe_pullable",
+    "gauge",
+    ("registry",),
+    "1 when a pull would succeed by the order the node's runtime tries the registry's hosts "
+    "(mirrors, then the registry): some host that resolves tags passes every check.",
+)
+MIRROR_UP = _spec(
+    "registry_probe_mirror_up",
+    "gauge",
+    ("registry", "endpoint"),
+    "1 when the mirror (a host the runtime tries before the registry itself) passes every "
+    "check, 0 when pulls wait for it to fail; only for registries with mirrors.",
+)
 CONFIG_RELOAD = _spec(
     "registry_probe_config_last_reload_success",
     "gauge",
@@ -164,6 +178,8 @@ METRICS: tuple[MetricSpec, ...] = (
     RATELIMIT_SOURCE,
     RUNTIME_PROXY_ROUTE,
     PROXY_CONSISTENT,
+    PULLABLE,
+    MIRROR_UP,
     CONFIG_RELOAD,
     BUILD_INFO,
 )
@@ -310,6 +326,12 @@ class ProbeCollector(Collector):
             families[PROXY_CONSISTENT].add_metric(
                 [registry], 1.0 if report.proxy_consistent else 0.0
             )
+        if report.pullable is not None:
+            families[PULLABLE].add_metric([registry], 1.0 if report.pullable else 0.0)
+        for host in report.hosts:
+            if host.role == "mirror":
+                labels = [registry, host.endpoint.label]
+                families[MIRROR_UP].add_metric(labels, 1.0 if host.usable else 0.0)
 
 
 def build_registry(collector: ProbeCollector) -> CollectorRegistry:

@@ -41,6 +41,24 @@ def _registry_json(report: RegistryReport) -> dict[str, Any]:
         "advice": report_advice(report) or None,
         "checks": [_check_json(c) for c in report.checks],
     }
+    if report.pullable is not None:
+        document["pullable"] = report.pullable
+        document["served_by"] = str(report.served_by) if report.served_by else None
+        document["hosts"] = [
+            {
+                "host": str(h.endpoint),
+                "url": h.url,
+                "role": h.role,
+                "source": h.source,
+                "resolves": h.resolves,
+                "usable": h.usable,
+                "reason": str(h.reason) if h.reason else None,
+                "tls_verified": not h.skip_verify,
+            }
+            for h in report.hosts
+        ]
+        document["rule"] = report.rule
+        document["warnings"] = list(report.warnings)
     if report.ratelimits:
         document["ratelimit"] = [
             {
@@ -110,12 +128,22 @@ def to_text(node: str, reports: list[RegistryReport], problems: Sequence[NodePro
 def _registry_text(report: RegistryReport) -> list[str]:
     failure = report.first_failure
     if failure is None or failure.reason is None:
-        lines = [f"OK    {report.registry}"]
+        served = f" (served by {report.served_by})" if len(report.hosts) > 1 else ""
+        lines = [f"{'WARN' if report.warnings else 'OK':<6}{report.registry}{served}"]
     else:
         lines = [
             f"FAIL  {report.registry}: {failure.check} {failure.reason} on {failure.endpoint}",
             f"      {cause_line(failure.reason)}",
         ]
+    if len(report.hosts) > 1 or report.rule:
+        order = ", then ".join(
+            f"{h.endpoint}{'' if h.usable else f' ({h.reason})'}" for h in report.hosts
+        )
+        lines.append(f"      hosts     {order}")
+        if report.rule:
+            lines.append(f"      rule      {report.rule}")
+    for warning in report.warnings:
+        lines.append(f"      warning   {warning}")
     width = max((len(c.endpoint.label) for c in report.checks), default=0)
     for check in report.checks:
         status = "ok" if check.ok else str(check.reason)

@@ -9,6 +9,7 @@ namespace too: what runs there sees only the processes the tests started in that
 
 from .dockerhub import DockerHubStandin, RequestCounts
 from .lab import (
+    CONTAINERD_CONFIG_PATH,
     DEAD_DNS_ADDRESS,
     DNS_ADDRESS,
     DOCKERHUB_ADDRESS,
@@ -26,6 +27,7 @@ from .lab import (
 from .proxies import DENIED_NAME, Proxy
 
 __all__ = [
+    "CONTAINERD_CONFIG_PATH",
     "DEAD_DNS_ADDRESS",
     "DENIED_NAME",
     "DNS_ADDRESS",

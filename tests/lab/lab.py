@@ -58,6 +58,10 @@ SQUID = Proxy("squid.lab.test", "198.18.1.60", 3128)
 TINYPROXY_USER = "labproxy"
 TINYPROXY_NAME, TINYPROXY_ADDRESS, TINYPROXY_PORT = "tinyproxy.lab.test", "198.18.1.61", 8888
 NODES = ("node", "proxied")
+CONTAINERD_CONFIG_PATH = """version = 2
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "/etc/containerd/certs.d"
+"""
 
 
 @dataclass(frozen=True)
@@ -478,6 +482,9 @@ class Lab:
             directory = etc / "containerd" / "certs.d" / host
             directory.mkdir(parents=True)
             (directory / "ca.crt").write_bytes(pem)
+        if certs_d:
+            # containerd reads certs.d only when config_path names it (1.x and 2.x alike).
+            (etc / "containerd" / "config.toml").write_text(CONTAINERD_CONFIG_PATH)
         for relative, text in (files or {}).items():
             path = (root / relative).resolve()
             assert path.is_relative_to(root.resolve()), f"{relative} is outside the host root"
