@@ -128,7 +128,7 @@ def start_agent(
     """`python -m probe run` in the node namespace, from this repository, without proxy vars."""
     assert lab.node is not None
     port = next(_ports)
-    # `ip netns exec` and `env` both exec, so the spawned pid is the probe's own.
+    # `nsenter` and `env` both exec, so the spawned pid is the probe's own.
     unset = [arg for k in os.environ if "proxy" in k.lower() for arg in ("-u", k)]
     argv = [
         "env", "-C", str(REPO_ROOT), *unset,
@@ -363,7 +363,7 @@ def test_stop_signal_exits_zero_quickly_with_probes_in_flight(
     """SIGTERM/SIGINT while every probe hangs on a 5 s timeout: exit 0 within 3 s, logged."""
     agent = agent_factory(registries=STUCK, timeout=5)
     pid = agent.process.popen.pid
-    # `ip netns exec` and `env` exec: the signal goes to the probe itself, not to a wrapper.
+    # `nsenter` and `env` exec: the signal goes to the probe itself, not to a wrapper.
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert cmdline[:4] == [sys.executable.encode(), b"-m", b"probe", b"run"], cmdline
     time.sleep(0.5)  # every probe is past dns and waits on its unanswered SYN

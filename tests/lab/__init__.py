@@ -3,7 +3,8 @@
 `Lab.start(workdir)` builds it (tests use the session fixture `lab` from tests/conftest.py);
 `lab.check([...], lab.host_root(...))` runs `probe check --output json` on the lab's node, or
 with `node="proxied"` on the node whose only way out is a proxy (`lab.squid`, `lab.tinyproxy`);
-`lab.dockerhub` is the Docker Hub stand-in behind Docker Hub's real names.
+`lab.dockerhub` is the Docker Hub stand-in behind Docker Hub's real names. Each node is a PID
+namespace too: what runs there sees only the processes the tests started in that node.
 """
 
 from .dockerhub import DockerHubStandin, RequestCounts

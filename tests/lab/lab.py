@@ -11,6 +11,10 @@ Topology (all addresses in 198.18.0.0/15, the benchmarking range; nothing on the
 holds the DNS server, two real docker-registry instances, the fault server, the Docker Hub
 stand-in (dockerhub.py) and two forward proxies (proxies.py). "pnode", the proxied node, drops
 every direct TCP connection to ports 443 and 5000: the proxies are its only way to a registry.
+Both nodes are also PID namespaces with their own /proc (netns.py): a process in a node, the probe
+included, sees only the processes the tests started in that node, never the host's (a real
+containerd) nor another lab's. `run_in`, `probe`, `check`, `run_agent` and `spawn_in` all start
+their command there.
 `SERVICES` is the map of the fault tests: every lab name, its address and what answers there;
 `EXTRA_NAMES` the names of Docker Hub and the proxies. All names are known when the lab starts;
 `Lab.set_name()` adds or changes one at runtime (the DNS server rereads its zone file).
@@ -243,7 +247,7 @@ class Lab:
         return lab
 
     def _build(self) -> None:
-        self.node = Namespace.create(f"{self.prefix}-node")
+        self.node = Namespace.create(f"{self.prefix}-node", pid=True)
         self.net = Namespace.create(f"{self.prefix}-net")
         node_if, net_if = f"{self.prefix}n", f"{self.prefix}x"
         # Both veth ends are born inside their namespaces: no name ever appears on the host.
@@ -293,7 +297,7 @@ class Lab:
     def _build_proxied_node(self) -> None:
         """A second node whose only way to ports 443 and 5000 is through a proxy."""
         assert self.net is not None
-        self.pnode = Namespace.create(f"{self.prefix}-pnode")
+        self.pnode = Namespace.create(f"{self.prefix}-pnode", pid=True)
         pnode_if, net_if = f"{self.prefix}p", f"{self.prefix}q"
         ip(
             "link", "add", pnode_if, "netns", self.pnode.name, "type", "veth",
@@ -540,15 +544,11 @@ class Lab:
         `env` replaces the environment; by default it is pytest's without any proxy variable
         (the probe reads proxies from the node's files only).
         """
-        ns = self.namespace(node)
-        return subprocess.run(
-            ["ip", "netns", "exec", ns.name, *argv],
+        return self.namespace(node).run_command(
+            argv,
+            timeout=timeout,
             cwd=REPO_ROOT,
             env=env if env is not None else _without_proxies(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
         )
 
     def run_agent(
@@ -561,8 +561,8 @@ class Lab:
         """
         ns = self.namespace(node)
         started = time.monotonic()
-        with subprocess.Popen(
-            ["ip", "netns", "exec", ns.name, sys.executable, "-m", "probe", "run", *args],
+        with ns.popen(
+            [sys.executable, "-m", "probe", "run", *args],
             cwd=REPO_ROOT,
             env=_without_proxies(),
             stdin=subprocess.DEVNULL,
@@ -575,7 +575,7 @@ class Lab:
                 try:
                     stdout, stderr = agent.communicate(timeout=seconds)
                 except subprocess.TimeoutExpired:
-                    agent.send_signal(signal.SIGTERM)  # ip netns exec execs: this is python
+                    agent.send_signal(signal.SIGTERM)  # nsenter execs: this is python
                     stdout, stderr = agent.communicate(timeout=stop_timeout)
             except subprocess.TimeoutExpired as e:
                 agent.kill()

@@ -3,11 +3,22 @@
 Every name the lab creates starts with `rp<pid>-`, the pid of the pytest process that made it, so
 runs do not collide and `remove_leftovers()` can tell an abandoned lab (its pid is gone) from one
 in use. Nothing here touches the host's own network namespace except creating and deleting ours.
+
+A node namespace (`Namespace.create(name, pid=True)`) is a network namespace plus a PID namespace
+with its own /proc: an init process (`unshare --pid --fork --mount-proc`, started in the network
+namespace) is its pid 1, and every process the lab starts in the node is forked straight into
+that PID namespace (this thread's pid_for_children is switched around the fork) and then enters
+the node's network and mount namespaces with `nsenter` (which execs, it does not fork). So a
+process that reads /proc in the node (psutil, the probe) sees only what the lab started there,
+not the host's processes (a real containerd) nor another lab's, while the pid the lab holds
+(`popen.pid`) is the started program itself: a signal sent to it reaches that program. Killing
+the init kills everything left in its PID namespace.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -15,11 +26,25 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PREFIX = "rp"
+_CLONE_NEWPID = 0x20000000
+_libc = ctypes.CDLL(None, use_errno=True)
+# The node's pid 1: reaps the orphans the kernel hands it, and does nothing else.
+_INIT = """
+import os, time
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        time.sleep(0.2)
+"""
 _LEFTOVER = re.compile(rf"^{PREFIX}(\d+)-\S+")
 _TCP_LISTEN = "0A"
 _UDP_UNCONNECTED = "07"
@@ -84,6 +109,8 @@ class LabProcess:
     popen: subprocess.Popen[bytes]
     log: Path
     listens: list[tuple[str, str, int]] = field(default_factory=list)  # (proto, address, port)
+    # The command line of the program that enters the namespace, until it has become the command.
+    launcher: bytes = b"ip\0netns\0exec\0"
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -111,13 +138,13 @@ class LabProcess:
             time.sleep(0.02)
 
     def _execed(self) -> bool:
-        """Whether `ip netns exec` has become the command: before that, /proc/<pid>/environ
-        and cmdline are ip's (or empty while the exec runs)."""
+        """Whether the launcher (`ip netns exec`, `nsenter`) has become the command: before
+        that, /proc/<pid>/environ and cmdline are the launcher's (or empty while the exec runs)."""
         try:
             cmdline = Path(f"/proc/{self.popen.pid}/cmdline").read_bytes()
         except OSError:
             return False
-        return bool(cmdline) and not cmdline.startswith(b"ip\0netns\0exec\0")
+        return bool(cmdline) and not cmdline.startswith(self.launcher)
 
     def _bound(self) -> set[tuple[str, str]]:
         found = set()
@@ -150,39 +177,163 @@ def _proc_net_address(address: str, port: int) -> str:
     return f"{word:08X}:{port:04X}"
 
 
+@contextlib.contextmanager
+def _forks_into_pid_namespace_of(pid: int) -> Iterator[None]:
+    """Processes this thread forks in the block are born in the PID namespace of `pid`.
+
+    setns(CLONE_NEWPID) changes only the calling thread's namespace for its children, never the
+    thread itself; it is switched back to the thread's own when the block ends.
+    """
+    target = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(target, _CLONE_NEWPID) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into the PID namespace of {pid}: {os.strerror(err)}")
+        try:
+            yield
+        finally:
+            if _libc.setns(own, _CLONE_NEWPID) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns back to our own PID namespace: {os.strerror(err)}")
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is `pid` (the kernel here has no /proc/<pid>/task/*/children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces: the fields follow the last ')'.
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
+
+
 @dataclass
 class Namespace:
-    """A network namespace this lab created, and the processes running in it."""
+    """A network namespace this lab created, and the processes running in it.
+
+    With `pid=True` (the lab's nodes) it is also a PID namespace with its own /proc, whose pid 1
+    is `init_pid` (a host pid); every command started here is then a member of it.
+    """
 
     name: str
     processes: list[LabProcess] = field(default_factory=list)
+    init: subprocess.Popen[bytes] | None = None  # `unshare`, the parent of the node's pid 1
+    init_pid: int | None = None  # the node's pid 1, as the host numbers it
 
     @classmethod
-    def create(cls, name: str) -> Namespace:
+    def create(cls, name: str, *, pid: bool = False) -> Namespace:
         ip("netns", "add", name)
         ns = cls(name)
         try:
             ns.ip("link", "set", "lo", "up")
+            if pid:
+                ns._start_init()
         except BaseException:
             ns.close()
             raise
         return ns
 
+    def _start_init(self, deadline_seconds: float = 10) -> None:
+        """Start the node's pid 1 (in the network namespace) and wait until its /proc is mounted.
+
+        `--kill-child`: if unshare dies, the kernel kills the init, and with it the PID namespace.
+        """
+        argv = [
+            "ip", "netns", "exec", self.name,
+            "unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+            "--propagation", "private", sys.executable, "-c", _INIT,
+        ]  # fmt: skip
+        self.init = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + deadline_seconds
+        while time.monotonic() < deadline:
+            if self.init.poll() is not None:
+                raise RuntimeError(f"the init of {self.name} exited with {self.init.returncode}")
+            for child in _children(self.init.pid):
+                # unshare mounts the new /proc before it execs the init: once the child's
+                # command line is python's, the node's /proc is in place.
+                with contextlib.suppress(OSError):
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                    if cmdline.startswith(sys.executable.encode() + b"\0-c\0"):
+                        self.init_pid = child
+                        return
+            time.sleep(0.02)
+        raise RuntimeError(f"the init of {self.name} did not start in {deadline_seconds}s")
+
     def ip(self, *args: str) -> str:
         return ip("-n", self.name, *args)
+
+    @property
+    def launcher(self) -> bytes:
+        """How the command line of a process started here begins until it has become the
+        command (see LabProcess.launcher)."""
+        return b"ip\0netns\0exec\0" if self.init_pid is None else b"nsenter\0"
+
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """`subprocess.Popen(argv, **kwargs)` inside the namespace (and its PID namespace).
+
+        `cwd` is where the command starts (default: ours); the returned pid is the command's
+        own once the launcher has exec'd it (`ip netns exec` and `nsenter` both exec).
+        """
+        if self.init_pid is None:
+            return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], **kwargs)
+        cwd = Path(kwargs.pop("cwd", None) or os.getcwd()).resolve()
+        wrapped = [
+            "nsenter", f"--net=/proc/{self.init_pid}/ns/net",
+            f"--mount=/proc/{self.init_pid}/ns/mnt", f"--wd={cwd}", "--", *argv,
+        ]  # fmt: skip
+        with _forks_into_pid_namespace_of(self.init_pid):
+            return subprocess.Popen(wrapped, **kwargs)
+
+    def run_command(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        input_text: str | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`subprocess.run` inside the namespace: output captured as text, killed (and
+        TimeoutExpired raised) past `timeout`; the exit status is the caller's to judge."""
+        with self.popen(
+            argv,
+            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            env=env,
+        ) as process:
+            try:
+                stdout, stderr = process.communicate(input_text, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                raise
+            return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
     def run(
         self, argv: list[str], *, timeout: float = 10, input_text: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run a short command inside the namespace; a failure raises with its stderr."""
-        done = subprocess.run(
-            ["ip", "netns", "exec", self.name, *argv],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input_text,
-            check=False,
-        )
+        done = self.run_command(argv, timeout=timeout, input_text=input_text)
         if done.returncode != 0:
             raise RuntimeError(f"{argv} in {self.name}: {done.stderr.strip()}")
         return done
@@ -206,15 +357,15 @@ class Namespace:
         starting several servers and then waiting for each with `wait_listening()`.
         """
         with log.open("wb") as out:
-            popen = subprocess.Popen(
-                ["ip", "netns", "exec", self.name, *argv],
+            popen = self.popen(
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env=env,
             )
-        process = LabProcess(name, popen, log, listens)
+        process = LabProcess(name, popen, log, listens, self.launcher)
         self.processes.append(process)
         if wait:
             process.wait_listening(listens, deadline_seconds)
@@ -225,6 +376,17 @@ class Namespace:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+        # Killing the node's pid 1 kills every process left in its PID namespace.
+        if self.init_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.init_pid, signal.SIGKILL)
+            self.init_pid = None
+        if self.init is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.init.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.init.wait(timeout=5)
+            self.init = None
         # Anything else left inside (a probe run killed by a timeout) goes too.
         with contextlib.suppress(RuntimeError):
             for pid in ip("netns", "pids", self.name).split():
