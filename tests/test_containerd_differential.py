@@ -812,3 +812,19 @@ def test_tool_outcome_reads_the_registry_entry() -> None:
     assert tool_outcome(hub, "docker.io") == "tls"
     with pytest.raises(AssertionError):
         tool_outcome(healthy, "other.lab.test")
+
+
+def test_ctr_pulls_with_its_own_environment_not_the_daemons(differential: Differential) -> None:
+    """containerd 1.6's `ctr images pull` resolves and fetches in ctr: a dead proxy in the
+    daemon's environment changes nothing, the same proxy in ctr's stops the pull (this is why
+    every pull here gets the scenario's environment, and the daemon too)."""
+    root = differential.lab.host_root(
+        files={CONTAINERD_UNIT: UNIT, "etc/containerd/config.toml": CONFIG_TOML}
+    )
+    with NodeView(differential.lab, root) as view:
+        daemon = view.containerd({"HTTPS_PROXY": DEAD_PROXY})
+        through_daemon = daemon.pull(REGISTRY_REF, seconds=20, env={})
+        through_ctr = daemon.pull(REGISTRY_REF, seconds=20, env={"HTTPS_PROXY": DEAD_PROXY})
+    assert through_daemon.outcome == "ok", through_daemon.describe()
+    assert through_ctr.outcome == "proxy", through_ctr.describe()
+    assert "proxyconnect tcp" in through_ctr.error, through_ctr.describe()
