@@ -5,7 +5,9 @@ and certs.d hosts directories, the containerd unit with the scenario's proxy env
 in one node view (lab/containerd.py: a PID and mount namespace of its own inside the node, the
 files bound over /etc) a real containerd 1.6 daemon runs with that environment while
 `ctr images pull --hosts-dir /etc/containerd/certs.d REF` pulls a tiny image pushed into the lab's
-registries, and `probe check --host-root ROOT --registry HOST` runs beside it. Both results are
+registries (or, for the `cri-*` scenarios, a CRI PullImage as the kubelet sends it, resolved by
+the daemon with its own environment and config.toml), and `probe check --host-root ROOT` runs
+beside it (`--registry HOST` unless the node's certs.d names the registry). Both results are
 mapped to one outcome class (ok, dns, tcp, tls, http, proxy, auth, not_found):
 `test_containerd_pulls_as_expected` pins what containerd does (so a broken lab cannot pass as
 agreement), `test_tool_agrees_with_containerd` that the tool predicts it. Where the tool
@@ -32,7 +34,7 @@ from typing import Any
 
 import pytest
 from lab import Lab, Service
-from lab.containerd import OUTCOMES, NodeView, Pull, classify_pull, missing
+from lab.containerd import HOSTS_DIR, OUTCOMES, NodeView, Pull, classify_pull, missing
 
 pytestmark = pytest.mark.lab
 
@@ -74,6 +76,11 @@ class Scenario:
     # Whether the tool is given `--registry HOST`; by default only when the node's certs.d has
     # no directory for it (else the tool finds it in the node's files, as a user would run it).
     named: bool | None = None
+    # A CRI pull (the kubelet's way: the daemon resolves with its environment and config.toml)
+    # instead of `ctr images pull --hosts-dir`; `config_path` is config.toml's hosts directory
+    # (None: unset, containerd 1.6's default, which reads no hosts directory at all).
+    cri: bool = False
+    config_path: str | None = HOSTS_DIR
 
     @property
     def registry(self) -> str:
@@ -425,6 +432,45 @@ SCENARIOS: tuple[Scenario, ...] = (
             "otherca.lab.test/ca.crt": OTHER_CA,
         },
     ),
+    # --- CRI pulls: the daemon's environment and config.toml decide ---------------------------
+    Scenario("cri-ok", REGISTRY_REF, "ok", cri=True),
+    Scenario(
+        "cri-daemon-proxy", REGISTRY_REF, "ok", "proxied", {"HTTPS_PROXY": "{squid}"}, cri=True
+    ),
+    Scenario("cri-daemon-proxy-down", REGISTRY_REF, "proxy", env=NO_PROXY_ENV, cri=True),
+    Scenario(
+        "cri-mirror-healthy-upstream-dead",
+        DEAD_UPSTREAM_REF,
+        "ok",
+        certs_d={"closed.lab.test/hosts.toml": hosts_toml(mirror_table("https://mirror.lab.test"))},
+        cri=True,
+        disagree="issue 10: the mirror serves the pull; the tool fails the dead upstream",
+    ),
+    Scenario(
+        "cri-certs-d-with-config-path",
+        OTHERCA_REF,
+        "ok",
+        certs_d={"otherca.lab.test/ca.crt": OTHER_CA},
+        cri=True,
+    ),
+    Scenario(
+        "cri-certs-d-without-config-path",
+        OTHERCA_REF,
+        "tls",
+        certs_d={"otherca.lab.test/ca.crt": OTHER_CA},
+        cri=True,
+        config_path=None,
+        disagree="issue 10: containerd 1.6 reads no hosts directory unless config_path is set; "
+        "the tool reads certs.d anyway",
+    ),
+    Scenario(
+        "cri-mirror-without-config-path",
+        DEAD_UPSTREAM_REF,
+        "tcp",
+        certs_d={"closed.lab.test/hosts.toml": hosts_toml(mirror_table("https://mirror.lab.test"))},
+        cri=True,
+        config_path=None,
+    ),
 )
 
 
@@ -534,7 +580,9 @@ class Differential:
         }
 
     def node_root(self, scenario: Scenario, env: dict[str, str]) -> Path:
-        files = {CONTAINERD_UNIT: UNIT, "etc/containerd/config.toml": CONFIG_TOML}
+        config = CONFIG_TOML if scenario.config_path == HOSTS_DIR else "version = 2\n"
+        assert scenario.config_path in (HOSTS_DIR, None), scenario
+        files = {CONTAINERD_UNIT: UNIT, "etc/containerd/config.toml": config}
         if env:
             quoted = " ".join(f'"{k}={v}"' for k, v in env.items())
             files[CONTAINERD_DROPIN] = f"[Service]\nEnvironment={quoted}\n"
@@ -549,7 +597,7 @@ class Differential:
         env = {k: v.format(**values) for k, v in scenario.env.items()}
         root = self.node_root(scenario, env)
         with NodeView(self.lab, root, node=scenario.node) as view:
-            daemon = view.containerd(env)
+            daemon = view.containerd(env, cri=scenario.cri, config_path=scenario.config_path)
             args = [
                 "check", "--host-root", str(root), "--timeout", str(PROBE_TIMEOUT),
                 "--output", "json",
@@ -557,7 +605,10 @@ class Differential:
             if scenario.names_registry:
                 args += ["--registry", scenario.registry]
             probe = view.probe(args, timeout=PROBE_TIMEOUT * 6 + 20)
-            pull = daemon.pull(scenario.ref, seconds=scenario.pull_seconds)
+            if scenario.cri:
+                pull = daemon.cri_pull(scenario.ref, seconds=scenario.pull_seconds)
+            else:
+                pull = daemon.pull(scenario.ref, seconds=scenario.pull_seconds)
         report = None
         with contextlib.suppress(ValueError):
             report = json.loads(probe.stdout)

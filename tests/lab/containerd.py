@@ -23,6 +23,7 @@ tests/test_containerd_differential.py.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -45,8 +46,10 @@ PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 START_SECONDS = 15
 # What one daemon needs for `ctr images pull`: content, metadata, the native snapshotter, the
 # walking differ, leases and the gRPC services. The rest would only slow it or touch the host.
+CRI_PLUGIN = "io.containerd.grpc.v1.cri"
+CRI_PULL = Path(__file__).resolve().parent / "cripull.py"
 DISABLED_PLUGINS = (
-    "io.containerd.grpc.v1.cri",
+    CRI_PLUGIN,
     "io.containerd.snapshotter.v1.aufs",
     "io.containerd.snapshotter.v1.btrfs",
     "io.containerd.snapshotter.v1.devmapper",
@@ -108,7 +111,7 @@ class Pull:
     @property
     def error(self) -> str:
         """ctr's error line (`ctr: ...`), or "" after a pull that worked."""
-        lines = [line for line in self.output.splitlines() if line.startswith("ctr: ")]
+        lines = [line for line in self.output.splitlines() if line.startswith(("ctr: ", "cri: "))]
         return lines[-1] if lines else ""
 
     def describe(self) -> str:
@@ -164,10 +167,14 @@ class NodeView:
         """`python -m probe ARGS` in the view; raises TimeoutExpired (after a kill) past timeout."""
         return self.run([sys.executable, "-m", "probe", *args], timeout=timeout)
 
-    def containerd(self, env: dict[str, str]) -> Containerd:
-        """Start a containerd daemon in the view with `env` (plus PATH) as its environment."""
+    def containerd(
+        self, env: dict[str, str], *, cri: bool = False, config_path: str | None = None
+    ) -> Containerd:
+        """Start a containerd daemon in the view with `env` (plus PATH) as its environment;
+        `cri=True` enables its CRI plugin (for `cri_pull`), with `config_path` as its
+        registry hosts directory (None: unset, containerd 1.6's default)."""
         assert self.space is not None, "the node view is closed"
-        daemon = Containerd(self, env)
+        daemon = Containerd(self, env, cri=cri, config_path=config_path)
         self.daemons.append(daemon)
         daemon.start()
         return daemon
@@ -176,16 +183,26 @@ class NodeView:
 class Containerd:
     """One containerd daemon in a node view: own root, state and socket under /tmp."""
 
-    def __init__(self, view: NodeView, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        view: NodeView,
+        env: dict[str, str],
+        *,
+        cri: bool = False,
+        config_path: str | None = None,
+    ) -> None:
         self.view = view
         self.env = {"PATH": PATH, **env}
+        self.cri = cri
+        self.config_path = config_path
         self.directory = Path(tempfile.mkdtemp(prefix=f"{view.lab.prefix}-ctrd-", dir="/tmp"))
         self.socket = self.directory / "sock"
         self.process: LabProcess | None = None
 
     def config(self) -> str:
-        disabled = ", ".join(f'"{p}"' for p in DISABLED_PLUGINS)
-        return (
+        plugins = [p for p in DISABLED_PLUGINS if not (self.cri and p == CRI_PLUGIN)]
+        disabled = ", ".join(f'"{p}"' for p in plugins)
+        text = (
             "version = 2\n"
             f'root = "{self.directory}/root"\n'
             f'state = "{self.directory}/state"\n'
@@ -194,6 +211,18 @@ class Containerd:
             f'[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
             '[debug]\n  address = ""\n'
         )
+        if self.cri:
+            cri = f'[plugins."{CRI_PLUGIN}"]'
+            text += (
+                f'{cri}\n  disable_tcp_service = true\n  stream_server_address = "127.0.0.1"\n'
+                '  stream_server_port = "0"\n'
+                f'{cri[:-1]}.containerd]\n  snapshotter = "{SNAPSHOTTER}"\n'
+                f'{cri[:-1]}.cni]\n  bin_dir = "{self.directory}/cni/bin"\n'
+                f'  conf_dir = "{self.directory}/cni/conf"\n'
+            )
+            if self.config_path is not None:
+                text += f'{cri[:-1]}.registry]\n  config_path = "{self.config_path}"\n'
+        return text
 
     def start(self) -> None:
         assert self.view.space is not None
@@ -229,6 +258,22 @@ class Containerd:
         except subprocess.TimeoutExpired as e:
             code, output = -9, f"killed after {e.timeout:.0f}s (ctr --timeout did not end it)"
         return Pull(ref, code, output, time.monotonic() - started)
+
+    def cri_pull(self, ref: str, *, seconds: float) -> Pull:
+        """A CRI PullImage of REF (cripull.py), as the kubelet asks: the daemon resolves and
+        fetches, with its own environment and config."""
+        assert self.cri, "start the daemon with cri=True"
+        argv = [sys.executable, str(CRI_PULL), str(self.socket), ref, f"{seconds:g}"]
+        started = time.monotonic()
+        done = self.view.run(argv, timeout=seconds + 15)
+        elapsed = time.monotonic() - started
+        try:
+            answer = json.loads(done.stdout)
+        except ValueError:
+            return Pull(ref, -1, f"cripull.py: {done.stdout}\n{done.stderr}", elapsed)
+        if answer["ok"]:
+            return Pull(ref, 0, str(answer["image"]), elapsed)
+        return Pull(ref, 1, f"cri: {answer['code']}: {answer['error']}", elapsed)
 
     def log(self) -> str:
         return self.process.log_text() if self.process is not None else ""
@@ -273,7 +318,7 @@ def classify_pull(exit_code: int, output: str) -> str:
     """The outcome class of one `ctr images pull` from its exit status and output."""
     if exit_code == 0:
         return "ok"
-    errors = [line for line in output.splitlines() if line.startswith("ctr: ")]
+    errors = [line for line in output.splitlines() if line.startswith(("ctr: ", "cri: "))]
     text = errors[-1] if errors else output
     for outcome, pattern in _PULL_ERRORS:
         if pattern.search(text):
