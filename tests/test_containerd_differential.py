@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab import Lab, Service
+from lab import Lab, Service, cripull
 from lab.containerd import HOSTS_DIR, OUTCOMES, NodeView, Pull, classify_pull, missing
 
 pytestmark = pytest.mark.lab
@@ -881,3 +881,15 @@ def test_ctr_pulls_with_its_own_environment_not_the_daemons(differential: Differ
     assert through_daemon.outcome == "ok", through_daemon.describe()
     assert through_ctr.outcome == "proxy", through_ctr.describe()
     assert "proxyconnect tcp" in through_ctr.error, through_ctr.describe()
+
+
+def test_cri_pull_request_wire_format() -> None:
+    """cripull.py writes PullImageRequest{image: ImageSpec{image: REF}} as protobuf does, and
+    reads the reply's image reference; a 200-byte reference takes a two-byte length."""
+    assert cripull.pull_request("r/a:1") == b"\x0a\x07\x0a\x05r/a:1"
+    long_ref = "r/" + "a" * 198
+    encoded = cripull.pull_request(long_ref)
+    assert encoded[:5] == b"\x0a\xcb\x01\x0a\xc8" and encoded[5:7] == b"\x01r"
+    assert cripull.first_string(b"\x0a\x07sha256:") == "sha256:"
+    assert cripull.first_string(b"\x0a\xc8\x01" + long_ref.encode()) == long_ref
+    assert cripull.first_string(b"") == ""
