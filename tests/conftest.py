@@ -2,6 +2,7 @@
 
 The lab needs root, iproute2, nftables and docker-registry; where they are missing, every test
 that asks for `lab` is skipped with the reason (CI runs as root with them installed).
+Tests marked `slow` (minutes of waiting on timeouts) are skipped unless `--run-slow` is given.
 """
 
 from __future__ import annotations
@@ -16,6 +17,21 @@ from lab import Lab, missing_requirements
 # targets live in bench/), so examples are bounded by count, not by time.
 settings.register_profile("registry-probe", deadline=None)
 settings.load_profile("registry-probe")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow", action="store_true", help="also run tests marked slow (off by default)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", name="lab")

@@ -45,7 +45,16 @@ from .proxies import DENIED_NAME, Proxies, Proxy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(__file__).resolve().parent
-REQUIRED_TOOLS = ("ip", "nft", "docker-registry", "squid", "tinyproxy", "unshare", "mount")
+REQUIRED_TOOLS = (
+    "ip",
+    "nft",
+    "docker-registry",
+    "squid",
+    "tinyproxy",
+    "unshare",
+    "nsenter",
+    "mount",
+)
 
 NODE_ADDRESS = "198.18.0.2"
 GATEWAY = "198.18.0.1"
@@ -353,38 +362,53 @@ class Lab:
         raise ValueError(service.cert)
 
     def _start_registries(self) -> None:
-        assert self.net is not None
         for service in SERVICES:
-            if not service.server.startswith("docker-registry"):
-                continue
-            address = service.addresses[0]
-            certs = self._certs_for(service)
-            storage = self.workdir / f"storage-{service.name}"
-            storage.mkdir()
-            auth = ""
-            if service.server == "docker-registry-silly":
-                # "silly" auth answers any request without Authorization with 401 and a Bearer
-                # challenge, as a registry behind a token service does (Docker Hub, Harbor).
-                auth = (
-                    "auth:\n  silly:\n    realm: https://auth.lab.test/token\n"
-                    f"    service: {service.name}\n"
-                )
-            config = self.workdir / f"registry-{service.name}.yml"
-            config.write_text(
-                "version: 0.1\n"
-                "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-                f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
-                f"http:\n  addr: {address}:{service.port}\n  secret: lab-{self.prefix}\n"
-                f"  tls:\n    certificate: {certs.cert}\n    key: {certs.key}\n"
-                f"{auth}",
-                encoding="utf-8",
+            if service.server.startswith("docker-registry"):
+                self._start_registry(service)
+
+    def _start_registry(self, service: Service) -> LabProcess:
+        """A real docker-registry for `service` in "net" (filesystem storage, lab TLS)."""
+        assert self.net is not None
+        address = service.addresses[0]
+        certs = self._certs_for(service)
+        storage = self.workdir / f"storage-{service.name}"
+        storage.mkdir()
+        auth = ""
+        if service.server == "docker-registry-silly":
+            # "silly" auth answers any request without Authorization with 401 and a Bearer
+            # challenge, as a registry behind a token service does (Docker Hub, Harbor).
+            auth = (
+                "auth:\n  silly:\n    realm: https://auth.lab.test/token\n"
+                f"    service: {service.name}\n"
             )
-            self.net.spawn(
-                service.name,
-                ["docker-registry", "serve", str(config)],
-                self.workdir / f"registry-{service.name}.log",
-                listens=[("tcp", address, service.port)],
-            )
+        config = self.workdir / f"registry-{service.name}.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
+            f"http:\n  addr: {address}:{service.port}\n  secret: lab-{self.prefix}\n"
+            f"  tls:\n    certificate: {certs.cert}\n    key: {certs.key}\n"
+            f"{auth}",
+            encoding="utf-8",
+        )
+        return self.net.spawn(
+            service.name,
+            ["docker-registry", "serve", str(config)],
+            self.workdir / f"registry-{service.name}.log",
+            listens=[("tcp", address, service.port)],
+        )
+
+    def add_registry(self, service: Service) -> LabProcess:
+        """Start one more docker-registry (`server="docker-registry"`) on a new lab address and
+        name, for the rest of the session; `cert` as in SERVICES ("valid", "other-ca", ...)."""
+        assert self.net is not None
+        assert service.server.startswith("docker-registry"), service
+        assert all(a.startswith("198.18.") for a in service.addresses), service
+        for address in service.addresses:
+            self.net.ip("addr", "add", f"{address}/32", "dev", "lo")
+        process = self._start_registry(service)
+        self.set_name(service.name, {"A": list(service.addresses)})
+        return process
 
     def _start_fault_server(self) -> None:
         assert self.net is not None

@@ -4,15 +4,17 @@ Every name the lab creates starts with `rp<pid>-`, the pid of the pytest process
 runs do not collide and `remove_leftovers()` can tell an abandoned lab (its pid is gone) from one
 in use. Nothing here touches the host's own network namespace except creating and deleting ours.
 
-A node namespace (`Namespace.create(name, pid=True)`) is a network namespace plus a PID namespace
-with its own /proc: an init process (`unshare --pid --fork --mount-proc`, started in the network
-namespace) is its pid 1, and every process the lab starts in the node is forked straight into
-that PID namespace (this thread's pid_for_children is switched around the fork) and then enters
-the node's network and mount namespaces with `nsenter` (which execs, it does not fork). So a
-process that reads /proc in the node (psutil, the probe) sees only what the lab started there,
-not the host's processes (a real containerd) nor another lab's, while the pid the lab holds
-(`popen.pid`) is the started program itself: a signal sent to it reaches that program. Killing
-the init kills everything left in its PID namespace.
+A node namespace (`Namespace.create(name, pid=True)`) is a network namespace plus a process
+space (`ProcessSpace`): a PID namespace with its own /proc. An init process (`unshare --pid
+--fork --mount-proc`, started in the network namespace) is its pid 1, and every process the lab
+starts in the node is forked straight into that PID namespace (this thread's pid_for_children
+is switched around the fork) and then enters the init's network and mount namespaces with
+`nsenter` (which execs, it does not fork). So a process that reads /proc in the node (psutil,
+the probe) sees only what the lab started there, not the host's processes (a real containerd)
+nor another lab's, while the pid the lab holds (`popen.pid`) is the started program itself: a
+signal sent to it reaches that program. Killing the init kills everything left in its PID
+namespace. A process space can also be started inside a node (containerd.py gives each
+scenario one, with the scenario's node files bound over /etc).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,10 +88,11 @@ def remove_leftovers() -> list[str]:
         removed.append(name)
     # squid's shared memory segments, named for the lab's squid service (`rp<pid>-cf__*.shm`),
     # stay behind when squid is killed instead of stopped; its directory (`/tmp/rp<pid>-squid-*`)
-    # when pytest is.
+    # and containerd's (`/tmp/rp<pid>-ctrd-*`, containerd.py) when pytest is.
     for leftover in [
         *Path("/dev/shm").glob(f"{PREFIX}*-*"),
         *Path("/tmp").glob(f"{PREFIX}*-squid-*"),
+        *Path("/tmp").glob(f"{PREFIX}*-ctrd-*"),
     ]:
         match = _LEFTOVER.match(leftover.name)
         if not match or _alive(int(match.group(1))):
@@ -218,88 +221,21 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@dataclass
-class Namespace:
-    """A network namespace this lab created, and the processes running in it.
+class Launcher:
+    """Starts commands somewhere (a namespace, a process space) and keeps the long-lived ones.
 
-    With `pid=True` (the lab's nodes) it is also a PID namespace with its own /proc, whose pid 1
-    is `init_pid` (a host pid); every command started here is then a member of it.
+    Subclasses give `popen()` (how a command gets in) and `launcher` (how its command line
+    begins until it has become the command); runs, spawns and stops are shared.
     """
 
-    name: str
-    processes: list[LabProcess] = field(default_factory=list)
-    init: subprocess.Popen[bytes] | None = None  # `unshare`, the parent of the node's pid 1
-    init_pid: int | None = None  # the node's pid 1, as the host numbers it
-
-    @classmethod
-    def create(cls, name: str, *, pid: bool = False) -> Namespace:
-        ip("netns", "add", name)
-        ns = cls(name)
-        try:
-            ns.ip("link", "set", "lo", "up")
-            if pid:
-                ns._start_init()
-        except BaseException:
-            ns.close()
-            raise
-        return ns
-
-    def _start_init(self, deadline_seconds: float = 10) -> None:
-        """Start the node's pid 1 (in the network namespace) and wait until its /proc is mounted.
-
-        `--kill-child`: if unshare dies, the kernel kills the init, and with it the PID namespace.
-        """
-        argv = [
-            "ip", "netns", "exec", self.name,
-            "unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
-            "--propagation", "private", sys.executable, "-c", _INIT,
-        ]  # fmt: skip
-        self.init = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            if self.init.poll() is not None:
-                raise RuntimeError(f"the init of {self.name} exited with {self.init.returncode}")
-            for child in _children(self.init.pid):
-                # unshare mounts the new /proc before it execs the init: once the child's
-                # command line is python's, the node's /proc is in place.
-                with contextlib.suppress(OSError):
-                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                    if cmdline.startswith(sys.executable.encode() + b"\0-c\0"):
-                        self.init_pid = child
-                        return
-            time.sleep(0.02)
-        raise RuntimeError(f"the init of {self.name} did not start in {deadline_seconds}s")
-
-    def ip(self, *args: str) -> str:
-        return ip("-n", self.name, *args)
+    processes: list[LabProcess]
 
     @property
     def launcher(self) -> bytes:
-        """How the command line of a process started here begins until it has become the
-        command (see LabProcess.launcher)."""
-        return b"ip\0netns\0exec\0" if self.init_pid is None else b"nsenter\0"
+        raise NotImplementedError
 
     def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        """`subprocess.Popen(argv, **kwargs)` inside the namespace (and its PID namespace).
-
-        `cwd` is where the command starts (default: ours); the returned pid is the command's
-        own once the launcher has exec'd it (`ip netns exec` and `nsenter` both exec).
-        """
-        if self.init_pid is None:
-            return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], **kwargs)
-        cwd = Path(kwargs.pop("cwd", None) or os.getcwd()).resolve()
-        wrapped = [
-            "nsenter", f"--net=/proc/{self.init_pid}/ns/net",
-            f"--mount=/proc/{self.init_pid}/ns/mnt", f"--wd={cwd}", "--", *argv,
-        ]  # fmt: skip
-        with _forks_into_pid_namespace_of(self.init_pid):
-            return subprocess.Popen(wrapped, **kwargs)
+        raise NotImplementedError
 
     def run_command(
         self,
@@ -310,8 +246,8 @@ class Namespace:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """`subprocess.run` inside the namespace: output captured as text, killed (and
-        TimeoutExpired raised) past `timeout`; the exit status is the caller's to judge."""
+        """`subprocess.run` in here: output captured as text, killed (and TimeoutExpired
+        raised) past `timeout`; the exit status is the caller's to judge."""
         with self.popen(
             argv,
             stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
@@ -332,10 +268,10 @@ class Namespace:
     def run(
         self, argv: list[str], *, timeout: float = 10, input_text: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run a short command inside the namespace; a failure raises with its stderr."""
+        """Run a short command in here; a failure raises with its stderr."""
         done = self.run_command(argv, timeout=timeout, input_text=input_text)
         if done.returncode != 0:
-            raise RuntimeError(f"{argv} in {self.name}: {done.stderr.strip()}")
+            raise RuntimeError(f"{argv} in {self}: {done.stderr.strip()}")
         return done
 
     def spawn(
@@ -349,7 +285,7 @@ class Namespace:
         env: dict[str, str] | None = None,
         wait: bool = True,
     ) -> LabProcess:
-        """Start a long-lived process in the namespace and wait until it listens.
+        """Start a long-lived process in here and wait until it listens.
 
         The process is stopped by `close()`; it also gets its own session so that a signal
         meant for pytest does not reach it first. `env` replaces the environment (the process
@@ -371,22 +307,165 @@ class Namespace:
             process.wait_listening(listens, deadline_seconds)
         return process
 
-    def close(self) -> None:
-        """Stop every process started here, then delete the namespace (and its veth end)."""
+    def stop_processes(self) -> None:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+
+
+@dataclass
+class ProcessSpace(Launcher):
+    """A PID namespace with its own /proc (in a mount namespace of its own), and its processes.
+
+    Its pid 1 (`init_pid`, a host pid) is started by `start()` in whatever network namespace
+    the given `popen` starts commands (a node's, or the host's); every command started here is
+    forked straight into the PID namespace and enters the init's network and mount namespaces
+    with `nsenter`, so `popen.pid` is the command itself. `close()` kills the init, and the
+    kernel kills everything left in the PID namespace with it.
+    """
+
+    name: str
+    init: subprocess.Popen[bytes]  # `unshare`, the parent of pid 1
+    init_pid: int
+    processes: list[LabProcess] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls,
+        name: str,
+        popen: Callable[..., subprocess.Popen[Any]],
+        *,
+        prepare: list[str] | None = None,
+        deadline_seconds: float = 10,
+    ) -> ProcessSpace:
+        """Start the init with `popen` and wait until it runs (its /proc is mounted by then).
+
+        `prepare` is a command prefix that runs in the new namespaces before the init and
+        execs its arguments (containerd.py binds a node's files with it). `--kill-child`: if
+        unshare dies, the kernel kills the init, and with it the PID namespace.
+        """
+        argv = [
+            "unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+            "--propagation", "private", *(prepare or []), sys.executable, "-c", _INIT,
+        ]  # fmt: skip
+        init = popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + deadline_seconds
+        while time.monotonic() < deadline:
+            if init.poll() is not None:
+                raise RuntimeError(f"the init of {name} exited with {init.returncode}")
+            for child in _children(init.pid):
+                # unshare mounts the new /proc before it execs the init: once the child's
+                # command line is python's, the new /proc (and what `prepare` did) is in place.
+                with contextlib.suppress(OSError):
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                    if cmdline.startswith(sys.executable.encode() + b"\0-c\0"):
+                        return cls(name, init, child)
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError):
+            init.kill()
+        init.wait(timeout=5)
+        raise RuntimeError(f"the init of {name} did not start in {deadline_seconds}s")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def launcher(self) -> bytes:
+        return b"nsenter\0"
+
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """`subprocess.Popen(argv, **kwargs)` in the PID namespace, its /proc and network.
+
+        `cwd` is where the command starts (default: ours); the returned pid is the command's
+        own once nsenter has exec'd it (nsenter forks only to enter a PID namespace itself).
+        """
+        cwd = Path(kwargs.pop("cwd", None) or os.getcwd()).resolve()
+        wrapped = [
+            "nsenter", f"--net=/proc/{self.init_pid}/ns/net",
+            f"--mount=/proc/{self.init_pid}/ns/mnt", f"--wd={cwd}", "--", *argv,
+        ]  # fmt: skip
+        with _forks_into_pid_namespace_of(self.init_pid):
+            return subprocess.Popen(wrapped, **kwargs)
+
+    def close(self) -> None:
+        """Stop every process started here, then kill the init (and all left in here)."""
+        self.stop_processes()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.init_pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            self.init.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.init.wait(timeout=5)
+
+
+@dataclass
+class Namespace(Launcher):
+    """A network namespace this lab created, and the processes running in it.
+
+    With `pid=True` (the lab's nodes) it is also a PID namespace with its own /proc (`space`);
+    every command started here is then a member of it.
+    """
+
+    name: str
+    processes: list[LabProcess] = field(default_factory=list)
+    space: ProcessSpace | None = None
+
+    @classmethod
+    def create(cls, name: str, *, pid: bool = False) -> Namespace:
+        ip("netns", "add", name)
+        ns = cls(name)
+        try:
+            ns.ip("link", "set", "lo", "up")
+            if pid:
+                ns.space = ProcessSpace.start(name, ns._popen_in_netns)
+                # What the space starts is listed here too, so the namespace's close stops it.
+                ns.space.processes = ns.processes
+        except BaseException:
+            ns.close()
+            raise
+        return ns
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def init_pid(self) -> int | None:
+        """The node's pid 1 as the host numbers it (None: no PID namespace of its own)."""
+        return self.space.init_pid if self.space is not None else None
+
+    def ip(self, *args: str) -> str:
+        return ip("-n", self.name, *args)
+
+    @property
+    def launcher(self) -> bytes:
+        return b"ip\0netns\0exec\0" if self.space is None else self.space.launcher
+
+    def _popen_in_netns(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], **kwargs)
+
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """`subprocess.Popen(argv, **kwargs)` inside the namespace (and its PID namespace).
+
+        `cwd` is where the command starts (default: ours); the returned pid is the command's
+        own once the launcher has exec'd it (`ip netns exec` and `nsenter` both exec).
+        """
+        if self.space is None:
+            return self._popen_in_netns(argv, **kwargs)
+        return self.space.popen(argv, **kwargs)
+
+    def close(self) -> None:
+        """Stop every process started here, then delete the namespace (and its veth end)."""
+        self.stop_processes()
         # Killing the node's pid 1 kills every process left in its PID namespace.
-        if self.init_pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.init_pid, signal.SIGKILL)
-            self.init_pid = None
-        if self.init is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.init.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.init.wait(timeout=5)
-            self.init = None
+        if self.space is not None:
+            self.space.close()
+            self.space = None
         # Anything else left inside (a probe run killed by a timeout) goes too.
         with contextlib.suppress(RuntimeError):
             for pid in ip("netns", "pids", self.name).split():
