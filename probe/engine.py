@@ -204,7 +204,12 @@ class Engine:
         realm its `GET /v2/` announces."""
         address = host.address
         main = Endpoint.of(
-            address.host_port.with_default_port(address.effective_port), "registry", tls=address.tls
+            address.host_port.with_default_port(address.effective_port),
+            "registry",
+            tls=address.tls,
+            # With override_path the path is a repository prefix under the host's API, not an
+            # API root one can GET; only an image (check --image) tells whether it serves.
+            api_root="/v2" if host.override_path else host.path,
         )
         run = _HostRun(host, main, [main])
         try:
@@ -395,6 +400,7 @@ def _host_result(run: _HostRun) -> HostResult:
         usable=not failures,
         reason=failures[0].reason if failures else None,
         skip_verify=host.skip_verify and host.address.tls,
+        not_found=any(r.check == CheckKind.HTTP and r.status == 404 for r in failures),
     )
 
 
@@ -499,6 +505,7 @@ def aggregate(
         addresses_ok=len(passed),
         addresses_failed=len(failed),
         cert=cert,
+        status=first_failure.status,
     )
 
 

@@ -32,6 +32,7 @@ class CheckResult:
     addresses_ok: int = 0  # resolved addresses that passed this check
     addresses_failed: int = 0
     cert: CertFacts | None = None
+    status: int | None = None  # http: the status the endpoint answered (the first failure's)
 
     def __post_init__(self) -> None:
         if self.ok != (self.reason is None):
@@ -76,6 +77,9 @@ class HostResult:
     usable: bool  # every check of its endpoints passed (advisories aside)
     reason: Reason | None = None  # the first failure's, when not usable
     skip_verify: bool = False  # its certificate is not verified: said in every view
+    # Its API root answered 404: containerd moves on to the next host without keeping that as
+    # the pull's error (resolver.go: the first error that is not a 404 is the one reported).
+    not_found: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,11 @@ class RegistryReport:
         failed = [c for c in self.checks if not c.ok]
         if not failed:
             return None
-        if self.pullable is None or not self.pullable:
+        if self.pullable is None:
             return failed[0]
+        if not self.pullable:
+            skipped = {h.endpoint for h in self.hosts if h.not_found}
+            return next((c for c in failed if c.endpoint not in skipped), failed[0])
         return next(
             (c for c in failed if c.endpoint == self.served_by or c.reason in ADVISORY_REASONS),
             None,

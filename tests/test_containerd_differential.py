@@ -224,7 +224,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         DEAD_UPSTREAM_REF,
         "ok",
         certs_d={"closed.lab.test/hosts.toml": hosts_toml(mirror_table("https://mirror.lab.test"))},
-        disagree="issue 10: the mirror serves the pull; the tool fails the dead upstream",
     ),
     Scenario(
         "mirror-refused-upstream-healthy",
@@ -255,7 +254,6 @@ SCENARIOS: tuple[Scenario, ...] = (
                 mirror_table(f"https://mirror.lab.test{PREFIXED_PATH}", "  override_path = true")
             )
         },
-        disagree="issue 10: the mirror (override_path) serves the pull; the tool fails upstream",
     ),
     Scenario(
         "mirror-path-without-override",
@@ -274,8 +272,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         certs_d={
             "closed.lab.test/hosts.toml": hosts_toml(mirror_table("https://mirror.lab.test/v2"))
         },
-        disagree="issue 10: the mirror (a path ending in /v2) serves the pull; the tool fails "
-        "the dead upstream",
     ),
     Scenario(
         "mirror-pull-only-cannot-resolve",
@@ -298,8 +294,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         f"docker.io/{IMAGE}",
         "dns",
         certs_d={"docker.io/hosts.toml": hosts_toml('server = "https://docker.io"', HOST_STUB)},
-        disagree="issue 10: containerd dials docker.io itself (not in the lab's DNS); the tool "
-        "checks registry-1.docker.io",
     ),
     # --- trust (otherca.lab.test is signed by the CA the node's bundle lacks) -----------------
     Scenario("trust-none", OTHERCA_REF, "tls"),
@@ -325,7 +319,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             "otherca.lab.test/other-ca.pem": OTHER_CA,
         },
         named=True,
-        disagree="issue 10: --registry for the host hides its discovered hosts.toml `ca`",
     ),
     Scenario(
         "trust-ca-list-absolute",
@@ -352,7 +345,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             ),
             "otherca.lab.test/other-ca.pem": OTHER_CA,
         },
-        disagree="issue 10: `ca` in a [host] table is ignored by the tool",
     ),
     Scenario(
         "trust-skip-verify-in-host-table",
@@ -365,7 +357,6 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "  skip_verify = true",
             )
         },
-        disagree="issue 10: `skip_verify` in a [host] table is ignored by the tool",
     ),
     Scenario(
         "trust-skip-verify-top-level",
@@ -404,7 +395,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             ),
             "otherca.lab.test/ca.crt": OTHER_CA,
         },
-        disagree="issue 10: with a hosts.toml containerd loads no *.crt; the tool trusts them",
     ),
     # containerd 1.6 rejects a hosts.toml without any [host] table ("failed to decode hosts.toml"
     # error="invalid `host` tree") and falls back to the directory's *.crt files, as if there
@@ -420,8 +410,6 @@ SCENARIOS: tuple[Scenario, ...] = (
             ),
             "otherca.lab.test/other-ca.pem": OTHER_CA,
         },
-        disagree="issue 10: containerd 1.6 rejects a hosts.toml without a [host] table; the "
-        "tool applies its `ca`",
     ),
     Scenario(
         "trust-hosts-toml-without-host-table-crt-fallback",
@@ -444,7 +432,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         "ok",
         certs_d={"closed.lab.test/hosts.toml": hosts_toml(mirror_table("https://mirror.lab.test"))},
         cri=True,
-        disagree="issue 10: the mirror serves the pull; the tool fails the dead upstream",
     ),
     Scenario(
         "cri-certs-d-with-config-path",
@@ -460,8 +447,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         certs_d={"otherca.lab.test/ca.crt": OTHER_CA},
         cri=True,
         config_path=None,
-        disagree="issue 10: containerd 1.6 reads no hosts directory unless config_path is set; "
-        "the tool reads certs.d anyway",
+        named=True,  # containerd knows nothing of it: the tool is told
     ),
     Scenario(
         "cri-mirror-without-config-path",
@@ -470,6 +456,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         certs_d={"closed.lab.test/hosts.toml": hosts_toml(mirror_table("https://mirror.lab.test"))},
         cri=True,
         config_path=None,
+        named=True,  # containerd knows nothing of it: the tool is told
     ),
 )
 
@@ -514,15 +501,20 @@ REASON_OUTCOMES: dict[str, str | None] = {
 def tool_outcome(report: dict[str, Any], registry: str) -> str:
     """The pull outcome the tool's JSON report predicts for an image on `registry`.
 
-    Today the report has one entry per registry and per mirror, and no verdict of the host
-    order a pull takes: the prediction is the registry's own entry, "ok" or the class of its
-    first failed check (mirrors are not consulted). When the report gains a per-registry
-    "pullable by the runtime's host order" verdict (issue 10 item 2), read that verdict here;
-    nothing else in this module needs to change.
+    The registry's entry says whether a pull succeeds by the order the runtime tries its hosts
+    (`pullable`: mirrors, then the registry): "ok" then; else the class of the first failure
+    that stops a pull, in that order (consistency findings do not stop one). An entry without
+    the verdict is read by its checks alone.
     """
     names = {registry, "registry-1.docker.io" if registry == "docker.io" else registry}
     entries = [e for e in report["registries"] if e["registry"] in names]
     assert entries, f"{registry} not in the report: {[e['registry'] for e in report['registries']]}"
+    if entries[0].get("pullable"):
+        return "ok"
+    failure = entries[0].get("failure")
+    if failure is not None and entries[0].get("pullable") is False:
+        # The failure a pull reports: containerd keeps the first error that is not a 404.
+        return REASON_OUTCOMES.get(failure["reason"]) or "unclassified"
     for check in entries[0]["checks"]:
         if check["ok"]:
             continue

@@ -31,10 +31,13 @@ class Endpoint:
     port: int
     role: str  # "registry", "auth", "blob" or "proxy"
     tls: bool = True
+    api_root: str = "/v2"  # a registry's API root: a mirror's may sit under a path
 
     @classmethod
-    def of(cls, address: HostPort, role: str, *, tls: bool = True) -> Endpoint:
-        return cls(address.host, address.port or (443 if tls else 80), role, tls)
+    def of(
+        cls, address: HostPort, role: str, *, tls: bool = True, api_root: str = "/v2"
+    ) -> Endpoint:
+        return cls(address.host, address.port or (443 if tls else 80), role, tls, api_root)
 
     @property
     def address(self) -> HostPort:
@@ -81,6 +84,7 @@ class Outcome:
     addresses: tuple[str, ...] = ()  # dns: what the node's resolvers answered
     cert: CertFacts | None = None  # tls: read even when verification fails
     realm: str | None = None  # http: the token realm URL from WWW-Authenticate
+    status: int | None = None  # http: the status of the answer, when there was one
 
     @property
     def ok(self) -> bool:

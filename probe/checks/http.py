@@ -76,10 +76,11 @@ async def exchange(
 async def run(probe: Probe) -> Outcome:
     endpoint = probe.endpoint
     started = time.perf_counter()
-    target, headers = "/v2/", [("Accept", "application/json")]
+    path = f"{endpoint.api_root.rstrip('/')}/"  # /v2/, or a mirror's /some/path/v2/
+    target, headers = path, [("Accept", "application/json")]
     if probe.proxy is not None and not endpoint.tls:
         # Go asks a proxy for a plain-http URL in absolute form, with its credentials.
-        target = f"http://{endpoint.host_header}/v2/"
+        target = f"http://{endpoint.host_header}{path}"
         credentials = proxy_authorization(probe.proxy)
         if credentials is not None:
             headers.append(("Proxy-Authorization", credentials))
@@ -89,13 +90,14 @@ async def run(probe: Probe) -> Outcome:
         phases = {"processing": time.perf_counter() - started, "transfer": 0.0}
         return Outcome.failed(
             Reason.NOT_A_REGISTRY,
-            f"GET /v2/ on {endpoint.name}: no valid HTTP answer ({type(error).__name__}: {error})",
+            f"GET {path} on {endpoint.name}: no valid HTTP answer "
+            f"({type(error).__name__}: {clip(str(error))})",
             phases=phases,
         )
     phases = {"processing": response.processing, "transfer": response.transfer}
     verdict = classify(response.status, response.headers, response.body)
-    detail = f"GET /v2/ on {endpoint.name}: {verdict.detail}"
-    return dataclasses.replace(verdict, detail=detail, phases=phases)
+    detail = f"GET {path} on {endpoint.name}: {verdict.detail}"
+    return dataclasses.replace(verdict, detail=detail, phases=phases, status=response.status)
 
 
 def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Outcome:

@@ -552,6 +552,7 @@ def _host_entry(
         _cas(settings.get("ca"), f"{where}.ca", directory, source, problems),
         boolean(settings.get("skip_verify"), f"{where}.skip_verify", source, problems),
         source,
+        override_path=override,
     )
 
 

@@ -63,6 +63,7 @@ class RegistryHost:
     upstream: bool = False  # the registry's own server entry, not a mirror
     # A `_default` directory without a `server`: the address stands for each registry's own.
     template: bool = False
+    override_path: bool = False  # the path replaces the API root (hosts.toml override_path)
 
     @property
     def resolves(self) -> bool:

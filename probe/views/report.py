@@ -41,6 +41,16 @@ def _registry_json(report: RegistryReport) -> dict[str, Any]:
         "advice": report_advice(report) or None,
         "checks": [_check_json(c) for c in report.checks],
     }
+    failure = report.first_failure
+    document["failure"] = (
+        None
+        if failure is None
+        else {
+            "endpoint": str(failure.endpoint),
+            "check": str(failure.check),
+            "reason": str(failure.reason),
+        }
+    )
     if report.pullable is not None:
         document["pullable"] = report.pullable
         document["served_by"] = str(report.served_by) if report.served_by else None
