@@ -236,12 +236,3 @@ def test_default_check_probes_containerd_mirror_and_upstream(lab: Lab) -> None:
     assert names[0] == "registry-1.docker.io", names
     assert REGISTRY in names
     assert all(r["ok"] for r in report["registries"]), done.stdout
-
-
-def test_socks_proxy_is_reported_not_probed(lab: Lab) -> None:
-    """A socks5 proxy (Go speaks it, this probe does not yet) is named as the route, not probed."""
-    run = check(lab, units('Environment="HTTPS_PROXY=socks5://squid.lab.test:1080"'))
-    checks = by_check(run)
-    assert set(checks) == {"proxy"}, run.describe()
-    assert "not probed" in checks["proxy"]["detail"]
-    assert run.registry(REGISTRY)["routes"][0]["route"] == "proxy"
