@@ -78,7 +78,8 @@ def test_https_proxy_with_untrusted_certificate_is_a_tls_reason_naming_the_proxy
     lab: Lab,
 ) -> None:
     """The proxy's certificate from a CA the node lacks: tls_unknown_authority on the proxy
-    check, the detail in Go's words naming the proxy, the advice about the proxy's TLS."""
+    check, the detail in Go's words naming the proxy and its issuer, the advice about the
+    proxy's TLS."""
     run = check(lab, lab.untrusted_tls_proxy.url)
     found = checks(run)
     assert run.exit_code == 1
@@ -89,6 +90,9 @@ def test_https_proxy_with_untrusted_certificate_is_a_tls_reason_naming_the_proxy
         "proxyconnect tcp: proxy https://tlsproxy-untrusted.lab.test:3129: "
         "certificate signed by unknown authority"
     ), proxy["detail"]
+    assert "issued by CN=registry-probe other CA" in proxy["detail"]
+    # The proxy's certificate is not the registry's: no certificate facts (nor expiry metric).
+    assert "certificate" not in proxy
     assert "HTTPS proxy" in run.registry(REGISTRY)["advice"]
 
 

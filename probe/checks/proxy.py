@@ -230,8 +230,12 @@ async def _proxy_tls(
         )
     else:
         return None
+    # The proxy's certificate is named in the detail, not carried as the outcome's facts: those
+    # are the endpoint's (its expiry metric), and this certificate is not the registry's.
     cert = tls_check.cert_facts(connection.tls)
-    return Outcome.failed(reason, detail, phases=phases.now(), cert=cert)
+    if cert is not None:
+        detail += f" (the proxy serves {cert.subject or 'a certificate'}, issued by {cert.issuer})"
+    return Outcome.failed(reason, detail, phases=phases.now())
 
 
 # --- HTTP CONNECT --------------------------------------------------------------------------------
