@@ -35,6 +35,7 @@ class Reason(StrEnum):
     PROXY_UNREACHABLE = "proxy_unreachable"
     PROXY_AUTH_REQUIRED = "proxy_auth_required"
     PROXY_DENIED = "proxy_denied"
+    PROXY_UPSTREAM_FAILED = "proxy_upstream_failed"
     PROXY_MISMATCH = "proxy_mismatch"
     PROXY_RESTART_PENDING = "proxy_restart_pending"
     HTTP_TIMEOUT = "http_timeout"

@@ -104,6 +104,9 @@ LAB_CONN = {
     "plain.lab.test": "http:200:registry",
     "multi.lab.test=198.18.1.40": "http:200:registry",
     "multi.lab.test=198.18.1.41": "tcp:refused",
+    # The broken "proxies" answer any request as they answer CONNECT.
+    "garbage-proxy.lab.test": "http:?",  # not an HTTP status line
+    "endless-proxy.lab.test": "http:200",  # a status line, then headers without end
 }
 
 

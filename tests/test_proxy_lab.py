@@ -241,12 +241,3 @@ def test_default_check_probes_containerd_mirror_and_upstream(lab: Lab) -> None:
     assert hub["registry"] == "registry-1.docker.io", done.stdout
     assert [h["host"] for h in hub["hosts"]] == [f"{REGISTRY}:443", "registry-1.docker.io:443"]
     assert (hub["ok"], hub["pullable"], hub["served_by"]) == (True, True, f"{REGISTRY}:443")
-
-
-def test_socks_proxy_is_reported_not_probed(lab: Lab) -> None:
-    """A socks5 proxy (Go speaks it, this probe does not yet) is named as the route, not probed."""
-    run = check(lab, units('Environment="HTTPS_PROXY=socks5://squid.lab.test:1080"'))
-    checks = by_check(run)
-    assert set(checks) == {"proxy"}, run.describe()
-    assert "not probed" in checks["proxy"]["detail"]
-    assert run.registry(REGISTRY)["routes"][0]["route"] == "proxy"

@@ -3,6 +3,15 @@
 TLS runs over memory BIOs rather than `loop.start_tls` so the engine keeps the `SSLObject`:
 after a failed verification the served chain is still readable, and a certificate's expiry is
 reported even when the node does not trust it.
+
+TLS layers stack: through an `https://` proxy the first layer is the proxy's, the CONNECT
+request travels inside it, and the registry's TLS runs inside that tunnel (TLS in TLS, as Go's
+`persistConn.addTLS` does for an https proxy). Each layer reads and writes the application data
+of the layer below; `tls` is always the innermost one, the registry's once it is started.
+
+    depth 0   the TCP stream
+    depth 1   TLS to the proxy (https proxy) or to the registry
+    depth 2   TLS to the registry inside the proxy's TLS
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
@@ -17,15 +27,35 @@ import httpcore
 _READ_SIZE = 65536
 
 
+@dataclass(frozen=True)
+class _TLSLayer:
+    tls: ssl.SSLObject
+    incoming: ssl.MemoryBIO  # what the layer below delivered, for this layer to decrypt
+    outgoing: ssl.MemoryBIO  # what this layer encrypted, for the layer below to send
+
+
 class Connection:
-    """A TCP stream to one address, optionally wrapped in TLS."""
+    """A TCP stream to one address, optionally wrapped in one or more TLS layers."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._tls: ssl.SSLObject | None = None
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
+        self._layers: list[_TLSLayer] = []
+        # Bytes read past what a caller needed (a proxy's answer), per depth: read again first.
+        self._unread: dict[int, bytes] = {}
+        # What a timeout interrupted: a TLS handshake, or a proxy deciding on a tunnel.
+        self.handshaking = False
+        self.tunnel_requested = False
+
+    @property
+    def peer(self) -> str:
+        """The remote address as Go's `RemoteAddr().String()` shows it: `ip:port`, IPv6 in
+        brackets."""
+        peer = self._writer.get_extra_info("peername")
+        if not isinstance(peer, tuple) or len(peer) < 2:
+            return "?"
+        host, port = str(peer[0]), peer[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @classmethod
     async def open(cls, address: str, port: int) -> Connection:
@@ -35,79 +65,114 @@ class Connection:
 
     @property
     def tls(self) -> ssl.SSLObject | None:
-        return self._tls
+        """The innermost TLS layer (the registry's once started), None on a plain stream."""
+        return self._layers[-1].tls if self._layers else None
+
+    @property
+    def tls_layers(self) -> int:
+        return len(self._layers)
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> ssl.SSLObject:
-        """Run the TLS handshake; the SSLObject stays readable when it fails (see `tls`)."""
-        self._tls = context.wrap_bio(
-            self._incoming, self._outgoing, server_hostname=server_hostname
+        """Run a TLS handshake over what the connection carries now (the TCP stream, or the
+        application data of the TLS layer below); the SSLObject stays readable when it fails
+        (see `tls`)."""
+        depth = len(self._layers)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        layer = _TLSLayer(
+            context.wrap_bio(incoming, outgoing, server_hostname=server_hostname),
+            incoming,
+            outgoing,
         )
-        while True:
-            try:
-                self._tls.do_handshake()
-            except ssl.SSLWantReadError:
-                await self._flush()
-                await self._fill()
-                continue
-            except ssl.SSLError:
-                # Send our alert, so the server logs why, then let the caller classify.
-                with contextlib.suppress(OSError):
-                    await self._flush()
-                raise
-            await self._flush()
-            return self._tls
+        self._layers.append(layer)
+        self.handshaking = True
+        try:
+            while True:
+                try:
+                    layer.tls.do_handshake()
+                except ssl.SSLWantReadError:
+                    await self._flush(depth, layer)
+                    data = await self._read_at(depth, _READ_SIZE)
+                    if data:
+                        layer.incoming.write(data)
+                    else:
+                        layer.incoming.write_eof()
+                    continue
+                except ssl.SSLError:
+                    # Send our alert, so the server logs why, then let the caller classify.
+                    with contextlib.suppress(OSError, ssl.SSLError):
+                        await self._flush(depth, layer)
+                    raise
+                await self._flush(depth, layer)
+                return layer.tls
+        finally:
+            self.handshaking = False
 
     async def write(self, data: bytes) -> None:
-        if self._tls is None:
-            self._writer.write(data)
-        else:
-            self._tls.write(data)
-            self._writer.write(self._outgoing.read())
-        await self._writer.drain()
+        """Application data, through every TLS layer."""
+        await self._write_at(len(self._layers), data)
 
     async def read(self, max_bytes: int = _READ_SIZE) -> bytes:
         """Up to max_bytes of application data; b"" at the end of the stream."""
-        if self._tls is None:
-            return await self._reader.read(max_bytes)
-        while True:
-            try:
-                return self._tls.read(max_bytes)
-            except ssl.SSLWantReadError:
-                if not await self._fill():
-                    return b""
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return b""
+        return await self._read_at(len(self._layers), max_bytes)
 
-    async def read_head(self, limit: int = 16384) -> bytes:
-        """An HTTP response head (through the blank line) before TLS, leaving the rest unread.
+    async def read_exactly(self, count: int) -> bytes:
+        """`count` bytes of application data, fewer only when the stream ends first."""
+        data = b""
+        while len(data) < count:
+            chunk = await self.read(count - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
 
-        Used for a proxy's answer to CONNECT: whatever follows belongs to the tunnel.
-        """
-        try:
-            return await self._reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as error:
-            return error.partial
-        except asyncio.LimitOverrunError:
-            return await self._reader.read(limit)
+    def unread(self, data: bytes) -> None:
+        """Give back bytes read past an answer (they belong to the tunnel): read them first."""
+        if data:
+            depth = len(self._layers)
+            self._unread[depth] = data + self._unread.get(depth, b"")
 
     async def aclose(self) -> None:
         self._writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await self._writer.wait_closed()
 
-    async def _flush(self) -> None:
-        data = self._outgoing.read()
-        if data:
+    async def _write_at(self, depth: int, data: bytes) -> None:
+        if depth == 0:
             self._writer.write(data)
             await self._writer.drain()
+            return
+        layer = self._layers[depth - 1]
+        layer.tls.write(data)
+        await self._flush(depth - 1, layer)
 
-    async def _fill(self) -> bool:
-        data = await self._reader.read(_READ_SIZE)
-        if not data:
-            self._incoming.write_eof()
-            return False
-        self._incoming.write(data)
-        return True
+    async def _read_at(self, depth: int, max_bytes: int) -> bytes:
+        pending = self._unread.pop(depth, b"")
+        if pending:
+            if len(pending) > max_bytes:
+                self._unread[depth] = pending[max_bytes:]
+            return pending[:max_bytes]
+        if depth == 0:
+            return await self._reader.read(max_bytes)
+        layer = self._layers[depth - 1]
+        while True:
+            try:
+                return layer.tls.read(max_bytes)
+            except ssl.SSLWantReadError:
+                data = await self._read_at(depth - 1, _READ_SIZE)
+                if not data:
+                    layer.incoming.write_eof()
+                    with contextlib.suppress(ssl.SSLError):
+                        return layer.tls.read(max_bytes)
+                    return b""
+                layer.incoming.write(data)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    async def _flush(self, below: int, layer: _TLSLayer) -> None:
+        """What `layer` has to send, written as the application data of depth `below`."""
+        data = layer.outgoing.read()
+        if data:
+            await self._write_at(below, data)
 
 
 # httpcore's interface has `timeout=` parameters; deadlines here come from asyncio.timeout().

@@ -7,7 +7,7 @@ thing to change (which resolver, firewall, security group, VPC endpoint, CA, pro
 
 from __future__ import annotations
 
-from probe.reasons import ROOT_CAUSE, Reason
+from probe.reasons import ROOT_CAUSE, CheckKind, Reason
 from probe.result import CheckResult, RegistryReport
 
 CAUSE_TITLE = {
@@ -105,8 +105,18 @@ _ADVICE: dict[Reason, str] = {
         "HTTPS_PROXY URL (systemd drop-in) or have the proxy allow the node's address."
     ),
     Reason.PROXY_DENIED: (
-        "The proxy refuses to connect to {endpoint}. Allow the registry (and its auth and blob "
-        "hosts) in the proxy's ACL, or add it to NO_PROXY if it is reachable directly."
+        "The proxy answers but opens no tunnel to {endpoint}. Allow the registry (and its auth "
+        "and blob hosts) in the proxy's ACL (squid http_access, dante socks pass), or add it to "
+        "NO_PROXY if it is reachable directly. If the detail says the answer was not HTTP (or "
+        "not SOCKS), the proxy URL names the wrong kind of proxy or port: fix its scheme or port "
+        "in the runtime's drop-in."
+    ),
+    Reason.PROXY_UPSTREAM_FAILED: (
+        "The proxy takes the request but cannot reach {endpoint} itself (squid's 503, "
+        "tinyproxy's 500, a SOCKS server failure): the node's side is fine. On the proxy host, "
+        "check that it resolves {host} (its DNS servers) and that its own egress allows TCP "
+        "{port} to the registry and its auth and blob hosts (its firewall, security group, NAT "
+        "gateway or parent proxy); the proxy's log names the failure. Its ACL is not the cause."
     ),
     Reason.PROXY_MISMATCH: (
         "The node's container runtimes reach {host} by different routes, so what works with "
@@ -146,6 +156,15 @@ _ADVICE: dict[Reason, str] = {
 
 _DETAIL_IS_THE_FIX = frozenset({Reason.PROXY_MISMATCH, Reason.PROXY_RESTART_PENDING})
 
+# A tls_* reason on the proxy check is about an https proxy's certificate, not the registry's.
+_PROXY_TLS = (
+    "The HTTPS proxy's TLS fails (the detail names the proxy and why). containerd verifies the "
+    "proxy with the trust it uses for {host}: the node's CA store plus "
+    "/etc/containerd/certs.d/{hostport}/. Install the proxy's CA there or in the system store, "
+    "renew the proxy's certificate, name the proxy by a name its certificate carries, or check "
+    "the node's clock, as the detail says."
+)
+
 
 def advice_for(result: CheckResult) -> str:
     """The fix for one failed check, with its endpoint filled in."""
@@ -153,9 +172,10 @@ def advice_for(result: CheckResult) -> str:
     endpoint = result.endpoint
     host, port = endpoint.bracketed, endpoint.port
     hostport = host if port == 443 else endpoint.label
-    advice = _ADVICE[result.reason].format(
-        host=host, port=port, endpoint=endpoint.label, hostport=hostport
-    )
+    template = _ADVICE[result.reason]
+    if result.check == CheckKind.PROXY and result.reason.value.startswith("tls_"):
+        template = _PROXY_TLS
+    advice = template.format(host=host, port=port, endpoint=endpoint.label, hostport=hostport)
     if result.reason in _DETAIL_IS_THE_FIX:
         # The check's detail names the runtimes, the files and the command: the fix itself.
         advice = f"{advice} {result.detail}"

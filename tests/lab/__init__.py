@@ -2,7 +2,9 @@
 
 `Lab.start(workdir)` builds it (tests use the session fixture `lab` from tests/conftest.py);
 `lab.check([...], lab.host_root(...))` runs `probe check --output json` on the lab's node, or
-with `node="proxied"` on the node whose only way out is a proxy (`lab.squid`, `lab.tinyproxy`);
+with `node="proxied"` on the node whose only way out is a proxy (`lab.squid`, `lab.tinyproxy`,
+the HTTPS proxies `lab.tls_proxy` and `lab.untrusted_tls_proxy`, the SOCKS5 servers `lab.socks`
+and `lab.socks_auth`);
 `lab.dockerhub` is the Docker Hub stand-in behind Docker Hub's real names. Each node is a PID
 namespace too: what runs there sees only the processes the tests started in that node.
 """
@@ -24,7 +26,7 @@ from .lab import (
     Service,
     missing_requirements,
 )
-from .proxies import DENIED_NAME, Proxy
+from .proxies import DENIED_NAME, SOCKS_DENIED_NAME, Proxy
 
 __all__ = [
     "CONTAINERD_CONFIG_PATH",
@@ -37,6 +39,7 @@ __all__ = [
     "NODE_ADDRESS",
     "PROXIED_NODE_ADDRESS",
     "SERVICES",
+    "SOCKS_DENIED_NAME",
     "AgentRun",
     "CompletedRun",
     "DockerHubStandin",

@@ -19,6 +19,10 @@ Personalities (what a client sees after TCP connects; the probe's reason after t
 - `captive`: TLS, 200 text/html portal page, no registry header → not_a_registry.
 - `status-503`: TLS, 503 text/plain, no registry header → http_unexpected_status.
 - `status-503-registry`: TLS, 503 with Docker-Distribution-Api-Version → http_unexpected_status.
+- `proxy-garbage`: a "proxy" that answers CONNECT with bytes that are not HTTP and no line end,
+  then holds the connection open → proxy_denied, at once (not after the deadline).
+- `proxy-endless-headers`: a "proxy" that answers CONNECT `200 Connection established`, then
+  header lines without end → proxy_denied (a 200 whose head never ends opens no tunnel).
 
 Every connection is bounded (30 s), so a client that never closes cannot keep the server busy.
 """
@@ -85,6 +89,21 @@ def after_hello(reply: bytes) -> Handler:
     return handle
 
 
+async def garbage_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.write(b"\x00\x05garbage, not an HTTP answer")
+    await writer.drain()
+    await silent(reader, writer)
+
+
+async def endless_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.write(b"HTTP/1.1 200 Connection established\r\n")
+    for line in range(1_000_000):  # ends with the hold time, or when the client goes away
+        writer.write(f"X-Filler-{line}: {'x' * 64}\r\n".encode())
+        await writer.drain()
+
+
 JSON = ("Content-Type", "application/json; charset=utf-8")
 PERSONALITIES: dict[str, tuple[bool, Handler]] = {
     # name: (speaks TLS, handler after the handshake)
@@ -108,6 +127,8 @@ PERSONALITIES: dict[str, tuple[bool, Handler]] = {
         True,
         answering("503 Service Unavailable", [JSON, API_VERSION], b'{"errors":[]}'),
     ),
+    "proxy-garbage": (False, garbage_connect),
+    "proxy-endless-headers": (False, endless_headers),
 }
 
 

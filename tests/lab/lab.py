@@ -9,8 +9,9 @@ Topology (all addresses in 198.18.0.0/15, the benchmarking range; nothing on the
 
 "node" is where the probe runs, with nftables rules of its own for the firewall faults; "net"
 holds the DNS server, two real docker-registry instances, the fault server, the Docker Hub
-stand-in (dockerhub.py) and two forward proxies (proxies.py). "pnode", the proxied node, drops
-every direct TCP connection to ports 443 and 5000: the proxies are its only way to a registry.
+stand-in (dockerhub.py) and the proxies (proxies.py: squid, also as an HTTPS proxy, tinyproxy,
+two dante SOCKS5 servers). "pnode", the proxied node, drops every direct TCP connection to ports
+443 and 5000: the proxies are its only way to a registry.
 Both nodes are also PID namespaces with their own /proc (netns.py): a process in a node, the probe
 included, sees only the processes the tests started in that node, never the host's (a real
 containerd) nor another lab's. `run_in`, `probe`, `check`, `run_agent` and `spawn_in` all start
@@ -41,20 +42,21 @@ from .dockerhub import NAMES as DOCKERHUB_NAMES
 from .dockerhub import DockerHubStandin
 from .netns import PREFIX, LabProcess, Namespace, ip, remove_leftovers
 from .pki import CertFiles, CertificateAuthority
-from .proxies import DENIED_NAME, Proxies, Proxy
+from .proxies import (
+    DENIED_NAME,
+    SOCKS_DENIED_ADDRESS,
+    SOCKS_DENIED_NAME,
+    Proxies,
+    Proxy,
+    TLSPort,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(__file__).resolve().parent
 REQUIRED_TOOLS = (
-    "ip",
-    "nft",
-    "docker-registry",
-    "squid",
-    "tinyproxy",
-    "unshare",
-    "nsenter",
-    "mount",
-)
+    "ip", "nft", "docker-registry", "squid", "tinyproxy", "danted", "unshare", "nsenter",
+    "mount", "openssl",
+)  # fmt: skip
 
 NODE_ADDRESS = "198.18.0.2"
 GATEWAY = "198.18.0.1"
@@ -66,6 +68,12 @@ REGISTRY_ADDRESS = "198.18.1.10"  # registry.lab.test
 SQUID = Proxy("squid.lab.test", "198.18.1.60", 3128)
 TINYPROXY_USER = "labproxy"
 TINYPROXY_NAME, TINYPROXY_ADDRESS, TINYPROXY_PORT = "tinyproxy.lab.test", "198.18.1.61", 8888
+# squid's https_ports: a certificate from the lab CA, and one from the CA the node lacks.
+TLS_PROXY = Proxy("tlsproxy.lab.test", "198.18.1.62", 3129, scheme="https")
+UNTRUSTED_TLS_PROXY = Proxy("tlsproxy-untrusted.lab.test", "198.18.1.63", 3129, scheme="https")
+SOCKS = Proxy("socks.lab.test", "198.18.1.64", 1080, scheme="socks5")
+SOCKS_AUTH_NAME, SOCKS_AUTH_ADDRESS = "socks-auth.lab.test", "198.18.1.65"
+SOCKS_USER = "labsocks"
 NODES = ("node", "proxied")
 CONTAINERD_CONFIG_PATH = """version = 2
 [plugins."io.containerd.grpc.v1.cri".registry]
@@ -114,6 +122,9 @@ SERVICES: tuple[Service, ...] = (
     Service("captive.lab.test", ("198.18.1.34",), "captive"),
     Service("status-503.lab.test", ("198.18.1.35",), "status-503"),
     Service("status-503-registry.lab.test", ("198.18.1.36",), "status-503-registry"),
+    # "Proxies" with a broken answer to CONNECT (plain TCP, port 3128).
+    Service("garbage-proxy.lab.test", ("198.18.1.37",), "proxy-garbage", "none", port=3128),
+    Service("endless-proxy.lab.test", ("198.18.1.38",), "proxy-endless-headers", "none", port=3128),
     # Two addresses: the first a healthy registry, the second with nothing listening.
     Service("multi.lab.test", ("198.18.1.40", "198.18.1.41"), "registry"),
 )
@@ -147,14 +158,28 @@ table ip registry_probe_lab {
 """
 NODE_UNREACHABLE_ROUTE = "198.18.1.25/32"
 
-# Names beside SERVICES: Docker Hub's (the stand-in), the proxies, and a name squid refuses
-# (it resolves to registry.lab.test, so only the proxy's rule stands in the way).
+# Names beside SERVICES: Docker Hub's (the stand-in), the proxies, a name squid refuses (it
+# resolves to registry.lab.test, so only the proxy's rule stands in the way), and one dante's
+# rule refuses (by its address, which nothing serves).
 EXTRA_NAMES: dict[str, str] = {
     **dict.fromkeys(DOCKERHUB_NAMES, DOCKERHUB_ADDRESS),
     SQUID.name: SQUID.address,
     TINYPROXY_NAME: TINYPROXY_ADDRESS,
+    TLS_PROXY.name: TLS_PROXY.address,
+    UNTRUSTED_TLS_PROXY.name: UNTRUSTED_TLS_PROXY.address,
+    SOCKS.name: SOCKS.address,
+    SOCKS_AUTH_NAME: SOCKS_AUTH_ADDRESS,
     DENIED_NAME: REGISTRY_ADDRESS,
+    SOCKS_DENIED_NAME: SOCKS_DENIED_ADDRESS,
 }
+PROXY_ADDRESSES = (
+    SQUID.address,
+    TINYPROXY_ADDRESS,
+    TLS_PROXY.address,
+    UNTRUSTED_TLS_PROXY.address,
+    SOCKS.address,
+    SOCKS_AUTH_ADDRESS,
+)
 
 # The proxied node's firewall: no direct TCP to a registry port; the proxies are the way out.
 # Dropped in "output", so the SYN never leaves: connect() times out, as behind a real egress
@@ -245,6 +270,17 @@ class Lab:
             TINYPROXY_USER,
             f"proxy-pw-{secrets.token_hex(8)}",
         )
+        self.tls_proxy = TLS_PROXY  # squid's https_port, certificate from the lab CA
+        self.untrusted_tls_proxy = UNTRUSTED_TLS_PROXY  # its certificate from the other CA
+        self.socks = SOCKS  # dante, no authentication
+        self.socks_auth = Proxy(  # dante, RFC 1929 username/password
+            SOCKS_AUTH_NAME,
+            SOCKS_AUTH_ADDRESS,
+            SOCKS.port,
+            SOCKS_USER,
+            f"socks-pw-{secrets.token_hex(8)}",
+            scheme="socks5",
+        )
 
     # ----- building -----------------------------------------------------------------------------
 
@@ -281,7 +317,7 @@ class Lab:
                 self.net.ip("addr", "add", f"{address}/32", "dev", "lo")
         self.node.run(["nft", "-f", "-"], input_text=NODE_NFT)
         self._build_proxied_node()
-        for address in (DOCKERHUB_ADDRESS, SQUID.address, TINYPROXY_ADDRESS):
+        for address in (DOCKERHUB_ADDRESS, *PROXY_ADDRESSES):
             self.net.ip("addr", "add", f"{address}/32", "dev", "lo")
 
         self.zone = (
@@ -299,8 +335,17 @@ class Lab:
         # Started together, then waited for: each takes a moment to come up.
         started = len(self.net.processes)
         self.dockerhub.start(self.net, self.ca)
-        self.squid = self._proxies.start_squid(self.net, SQUID, DNS_ADDRESS)
+        tls_ports = (
+            TLSPort(self.tls_proxy, *self._proxy_certs(self.tls_proxy, self.ca)),
+            TLSPort(
+                self.untrusted_tls_proxy,
+                *self._proxy_certs(self.untrusted_tls_proxy, self.other_ca),
+            ),
+        )
+        self.squid = self._proxies.start_squid(self.net, SQUID, DNS_ADDRESS, tls_ports)
         self._proxies.start_tinyproxy(self.net, self.tinyproxy, DNS_ADDRESS)
+        for socks in (self.socks, self.socks_auth):
+            self._proxies.start_dante(self.net, socks, DNS_ADDRESS)
         waiting = self.net.processes[started:]
         self._start_registries()
         self._start_fault_server()
@@ -330,6 +375,12 @@ class Lab:
     def proxies(self) -> tuple[Proxy, Proxy]:
         """squid (no credentials), then tinyproxy (Basic auth)."""
         return (self.squid, self.tinyproxy)
+
+    def _proxy_certs(self, proxy: Proxy, ca: CertificateAuthority) -> tuple[Path, Path]:
+        directory = self.workdir / "certs"
+        directory.mkdir(exist_ok=True)
+        files = ca.issue(directory, proxy.name, [proxy.name])
+        return files.cert, files.key
 
     def _certs_for(self, service: Service) -> CertFiles:
         directory = self.workdir / "certs"
@@ -652,6 +703,7 @@ def missing_requirements() -> str | None:
     if missing:
         return (
             f"the lab needs {', '.join(missing)} "
-            "(Debian: iproute2, nftables, docker-registry, squid, tinyproxy, util-linux)"
+            "(Debian: iproute2, nftables, docker-registry, squid, tinyproxy, dante-server, "
+            "util-linux, openssl)"
         )
     return None
