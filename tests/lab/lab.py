@@ -690,6 +690,8 @@ def missing_requirements() -> str | None:
     """Why the lab cannot run here, or None when it can."""
     if os.geteuid() != 0:
         return "the network lab needs root (network namespaces, nftables)"
+    if not Path("/proc/net/if_inet6").exists():
+        return "the network lab needs IPv6 in the kernel (booted with ipv6.disable=1?)"
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if missing:
         return (
