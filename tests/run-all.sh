@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(iproute2 nftables openssl docker-registry dnsmasq-base squid tinyproxy dante-server prometheus prometheus-blackbox-exporter containerd)
+debs=(iproute2 nftables openssl docker-registry dnsmasq-base squid tinyproxy dante-server prometheus prometheus-blackbox-exporter containerd golang-go)
 missing=()
 for deb in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")

@@ -107,6 +107,15 @@ LAB_CONN = {
     # The broken "proxies" answer any request as they answer CONNECT.
     "garbage-proxy.lab.test": "http:?",  # not an HTTP status line
     "endless-proxy.lab.test": "http:200",  # a status line, then headers without end
+    "dual.lab.test=198.18.1.70": "http:200:registry",
+    "dual.lab.test=2001:2:0:1::70": "http:200:registry",
+    "dual-drop6.lab.test=198.18.1.71": "http:200:registry",
+    "dual-drop6.lab.test=2001:2:0:1::71": "tcp:timeout",
+    "dual-drop4.lab.test=198.18.1.72": "tcp:timeout",
+    "dual-drop4.lab.test=2001:2:0:1::72": "http:200:registry",
+    "dual-tls6.lab.test=198.18.1.73": "http:200:registry",
+    "dual-tls6.lab.test=2001:2:0:1::73": "tls:failed",
+    "v6only.lab.test": "http:200:registry",
 }
 
 
@@ -115,7 +124,7 @@ def test_lab_serves_each_fault_to_stock_clients(lab: Lab) -> None:
     root = lab.host_root()
     # selfcheck's connection argument -> LAB_CONN's key (name=address for several addresses)
     targets = {
-        f"{s.name}={'http://' if s.cert == 'none' else ''}{a}:{s.port}": (
+        f"{s.name}={'http://' if s.cert == 'none' else ''}{_bracketed(a)}:{s.port}": (
             s.name if len(s.addresses) == 1 else f"{s.name}={a}"
         )
         for s in SERVICES
@@ -125,6 +134,10 @@ def test_lab_serves_each_fault_to_stock_clients(lab: Lab) -> None:
     seen = selfcheck(lab, str(bundle), DNS_ADDRESS, *LAB_DNS, *targets)
     assert seen["dns"] == LAB_DNS
     assert {targets[k]: v for k, v in seen["conn"].items()} == LAB_CONN
+
+
+def _bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def test_lab_dead_resolver_never_answers(lab: Lab) -> None:

@@ -40,8 +40,8 @@ pytestmark = pytest.mark.lab
 
 REPOSITORY, TAG = "lab/tiny", "1"
 IMAGE = f"{REPOSITORY}:{TAG}"
-MIRROR = Service("mirror.lab.test", ("198.18.1.70",), "docker-registry")
-OTHERCA = Service("otherca.lab.test", ("198.18.1.71",), "docker-registry", "other-ca")
+MIRROR = Service("mirror.lab.test", ("198.18.1.80",), "docker-registry")
+OTHERCA = Service("otherca.lab.test", ("198.18.1.81",), "docker-registry", "other-ca")
 DEAD_PROXY = "http://closed.lab.test:3128"  # resolves; nothing listens on 3128
 PROBE_TIMEOUT = 3.0
 PULL_SECONDS = 45.0  # containerd dials for 30 s before it gives up on a dropped SYN

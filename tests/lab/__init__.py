@@ -6,7 +6,9 @@ with `node="proxied"` on the node whose only way out is a proxy (`lab.squid`, `l
 the HTTPS proxies `lab.tls_proxy` and `lab.untrusted_tls_proxy`, the SOCKS5 servers `lab.socks`
 and `lab.socks_auth`);
 `lab.dockerhub` is the Docker Hub stand-in behind Docker Hub's real names. Each node is a PID
-namespace too: what runs there sees only the processes the tests started in that node.
+namespace too: what runs there sees only the processes the tests started in that node. The lab's
+node is dual-stack (IPv6 from 2001:2::/48); `lab.ipv6_unrouted()` makes it IPv4-only for a block,
+and `lab.golang` builds a Go client that reaches a registry as containerd does.
 """
 
 from .dockerhub import DockerHubStandin, RequestCounts

@@ -4,7 +4,8 @@ Run as a script: `python faultserver.py CONFIG.json`. CONFIG is a list of listen
 
     [{"address": "198.18.1.30", "port": 443, "personality": "captive",
       "cert": "/tmp/.../captive.crt", "key": "/tmp/.../captive.key"},
-     {"address": "198.18.1.26", "port": 5000, "personality": "registry", "tls": false}, ...]
+     {"address": "198.18.1.26", "port": 5000, "personality": "registry", "tls": false},
+     {"address": "2001:2:0:1::70", "port": 443, "personality": "registry", ...}, ...]
 
 Personalities (what a client sees after TCP connects; the probe's reason after the arrow):
 

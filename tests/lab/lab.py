@@ -1,11 +1,14 @@
 """The network lab: a node, an internet, and on it every fault the probe must name.
 
-Topology (all addresses in 198.18.0.0/15, the benchmarking range; nothing on the host changes):
+Topology (IPv4 in 198.18.0.0/15, RFC 2544's benchmarking range; IPv6 in 2001:2::/48, RFC 5180's
+benchmarking prefix; nothing on the host changes):
 
     rp<pid>-node   198.18.0.2/24 ──veth── 198.18.0.1/24  rp<pid>-net
+                   2001:2::2/64             2001:2::1/64
     default via 198.18.0.1                  DNS 198.18.0.53 (UDP+TCP), services 198.18.1.x/32 on lo
+    default via 2001:2::1                   IPv6 services 2001:2:0:1::x/128 on lo
     rp<pid>-pnode  198.18.0.3/24 ──veth── 198.18.0.1/32, route 198.18.0.3/32
-    default via 198.18.0.1
+    default via 198.18.0.1                  (IPv4 only)
 
 "node" is where the probe runs, with nftables rules of its own for the firewall faults; "net"
 holds the DNS server, two real docker-registry instances, the fault server, the Docker Hub
@@ -19,6 +22,8 @@ their command there.
 `SERVICES` is the map of the fault tests: every lab name, its address and what answers there;
 `EXTRA_NAMES` the names of Docker Hub and the proxies. All names are known when the lab starts;
 `Lab.set_name()` adds or changes one at runtime (the DNS server rereads its zone file).
+A service's IPv6 addresses are its AAAA records; `Lab.ipv6_unrouted()` takes the node's IPv6
+default route away for a block, so those addresses become unroutable from the node.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ REQUIRED_TOOLS = (
 
 NODE_ADDRESS = "198.18.0.2"
 GATEWAY = "198.18.0.1"
+NODE_ADDRESS6 = "2001:2::2"
+GATEWAY6 = "2001:2::1"
 DNS_ADDRESS = "198.18.0.53"
 DEAD_DNS_ADDRESS = "198.18.0.99"  # exists on net, but node's firewall drops all it sends back
 PROXIED_NODE_ADDRESS = "198.18.0.3"
@@ -83,7 +90,8 @@ CONTAINERD_CONFIG_PATH = """version = 2
 
 @dataclass(frozen=True)
 class Service:
-    """One lab name: its addresses and what answers on `port` there."""
+    """One lab name: its addresses (IPv4 ones its A records, IPv6 ones its AAAA records) and
+    what answers on `port` there."""
 
     name: str
     addresses: tuple[str, ...]
@@ -94,6 +102,23 @@ class Service:
     # or "none": plain HTTP, no TLS (fault-server personalities only)
     cert: str = "valid"
     port: int = 443
+    # (address, personality) pairs where another fault-server personality answers instead of
+    # `server`; "" leaves nothing listening on that address
+    served_by: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def listeners(self) -> list[tuple[str, str]]:
+        """(address, server) for every address where something listens."""
+        other = dict(self.served_by)
+        found = [(a, other.get(a, self.server)) for a in self.addresses]
+        return [(address, server) for address, server in found if server]
+
+    def records(self) -> dict[str, list[str]]:
+        """The DNS records of the name: A for its IPv4 addresses, AAAA for its IPv6 ones."""
+        return {
+            "A": [a for a in self.addresses if ":" not in a],
+            "AAAA": [a for a in self.addresses if ":" in a],
+        }
 
 
 SERVICES: tuple[Service, ...] = (
@@ -126,7 +151,25 @@ SERVICES: tuple[Service, ...] = (
     Service("garbage-proxy.lab.test", ("198.18.1.37",), "proxy-garbage", "none", port=3128),
     Service("endless-proxy.lab.test", ("198.18.1.38",), "proxy-endless-headers", "none", port=3128),
     # Two addresses: the first a healthy registry, the second with nothing listening.
-    Service("multi.lab.test", ("198.18.1.40", "198.18.1.41"), "registry"),
+    Service(
+        "multi.lab.test",
+        ("198.18.1.40", "198.18.1.41"),
+        "registry",
+        served_by=(("198.18.1.41", ""),),
+    ),
+    # Dual stack: A and AAAA, a registry on both; the node's firewall drops what one family's
+    # address sends back (-drop6, -drop4); -tls6 answers a TLS alert on IPv6 only.
+    Service("dual.lab.test", ("198.18.1.70", "2001:2:0:1::70"), "registry"),
+    Service("dual-drop6.lab.test", ("198.18.1.71", "2001:2:0:1::71"), "registry"),
+    Service("dual-drop4.lab.test", ("198.18.1.72", "2001:2:0:1::72"), "registry"),
+    Service(
+        "dual-tls6.lab.test",
+        ("198.18.1.73", "2001:2:0:1::73"),
+        "registry",
+        served_by=(("2001:2:0:1::73", "tls-alert"),),
+    ),
+    # AAAA only: a real docker-registry listening on IPv6 alone.
+    Service("v6only.lab.test", ("2001:2:0:1::74",), "docker-registry"),
 )
 
 # Names whose DNS answer is the fault (values as in dnsserver.py's zone file).
@@ -153,6 +196,14 @@ table ip registry_probe_lab {
         type filter hook input priority 0; policy accept;
         ip saddr 198.18.1.20 drop
         ip saddr 198.18.0.99 drop
+        ip saddr 198.18.1.72 drop
+    }
+}
+table ip6 registry_probe_lab {
+    chain input {
+        # As above: the SYN to dual-drop6.lab.test's IPv6 address leaves, its answer is dropped.
+        type filter hook input priority 0; policy accept;
+        ip6 saddr 2001:2:0:1::71 drop
     }
 }
 """
@@ -310,18 +361,24 @@ class Lab:
         self.node.ip("route", "add", "unreachable", NODE_UNREACHABLE_ROUTE)
         self.net.ip("addr", "add", f"{GATEWAY}/24", "dev", net_if)
         self.net.ip("link", "set", net_if, "up")
+        # IPv6 beside: `nodad`, so the addresses are usable at once (no duplicate address
+        # detection, during which a connect from a tentative address fails).
+        self.node.ip("-6", "addr", "add", f"{NODE_ADDRESS6}/64", "dev", node_if, "nodad")
+        self.net.ip("-6", "addr", "add", f"{GATEWAY6}/64", "dev", net_if, "nodad")
+        self.node.ip("-6", "route", "add", "default", "via", GATEWAY6)
         for address in (DNS_ADDRESS, DEAD_DNS_ADDRESS):
             self.net.ip("addr", "add", f"{address}/32", "dev", net_if)
         for service in SERVICES:
             for address in service.addresses:
-                self.net.ip("addr", "add", f"{address}/32", "dev", "lo")
+                length = 128 if ":" in address else 32
+                self.net.ip("addr", "add", f"{address}/{length}", "dev", "lo")
         self.node.run(["nft", "-f", "-"], input_text=NODE_NFT)
         self._build_proxied_node()
         for address in (DOCKERHUB_ADDRESS, *PROXY_ADDRESSES):
             self.net.ip("addr", "add", f"{address}/32", "dev", "lo")
 
         self.zone = (
-            {s.name: {"A": list(s.addresses)} for s in SERVICES}
+            {s.name: s.records() for s in SERVICES}
             | dict(DNS_FAULTS)
             | {name: {"A": [address]} for name, address in EXTRA_NAMES.items()}
         )
@@ -420,7 +477,7 @@ class Lab:
     def _start_registry(self, service: Service) -> LabProcess:
         """A real docker-registry for `service` in "net" (filesystem storage, lab TLS)."""
         assert self.net is not None
-        address = service.addresses[0]
+        [(address, _)] = service.listeners  # docker-registry listens on one address
         certs = self._certs_for(service)
         storage = self.workdir / f"storage-{service.name}"
         storage.mkdir()
@@ -437,7 +494,8 @@ class Lab:
             "version: 0.1\n"
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
-            f"http:\n  addr: {address}:{service.port}\n  secret: lab-{self.prefix}\n"
+            f"http:\n  addr: '{_host_port(address, service.port)}'\n"
+            f"  secret: lab-{self.prefix}\n"
             f"  tls:\n    certificate: {certs.cert}\n    key: {certs.key}\n"
             f"{auth}",
             encoding="utf-8",
@@ -465,19 +523,19 @@ class Lab:
         assert self.net is not None
         listeners = []
         for service in SERVICES:
-            if not service.server or service.server.startswith("docker-registry"):
+            if not service.listeners or service.server.startswith("docker-registry"):
                 continue
-            listener: dict[str, object] = {
-                # A name with several addresses serves on the first; the others are dead.
-                "address": service.addresses[0],
-                "port": service.port,
-                "personality": service.server,
-                "tls": service.cert != "none",
-            }
-            if service.cert != "none":
-                certs = self._certs_for(service)
-                listener |= {"cert": str(certs.cert), "key": str(certs.key)}
-            listeners.append(listener)
+            certs = self._certs_for(service) if service.cert != "none" else None
+            for address, personality in service.listeners:
+                listener: dict[str, object] = {
+                    "address": address,
+                    "port": service.port,
+                    "personality": personality,
+                    "tls": certs is not None,
+                }
+                if certs is not None:
+                    listener |= {"cert": str(certs.cert), "key": str(certs.key)}
+                listeners.append(listener)
         config = self.workdir / "faultserver.json"
         config.write_text(json.dumps(listeners, indent=1), encoding="utf-8")
         self.net.spawn(
@@ -515,6 +573,17 @@ class Lab:
                 self._write_zone()
             else:
                 self.set_name(name, before)
+
+    @contextlib.contextmanager
+    def ipv6_unrouted(self) -> Iterator[None]:
+        """The node without its IPv6 default route for a `with` block: an IPv4-only node's view
+        of the lab's AAAA records (connect fails with ENETUNREACH). Only its own link stays."""
+        assert self.node is not None, "the lab is closed"
+        self.node.ip("-6", "route", "del", "default", "via", GATEWAY6)
+        try:
+            yield
+        finally:
+            self.node.ip("-6", "route", "add", "default", "via", GATEWAY6)
 
     def _write_zone(self) -> None:
         # Rename over the old file, so the server never reads a half-written zone; bump the mtime
@@ -691,6 +760,10 @@ class Lab:
         return self.node.run(argv, timeout=timeout)
 
 
+def _host_port(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def _without_proxies() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
 
@@ -699,6 +772,8 @@ def missing_requirements() -> str | None:
     """Why the lab cannot run here, or None when it can."""
     if os.geteuid() != 0:
         return "the network lab needs root (network namespaces, nftables)"
+    if not Path("/proc/net/if_inet6").exists():
+        return "the network lab needs IPv6 in the kernel (booted with ipv6.disable=1?)"
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if missing:
         return (

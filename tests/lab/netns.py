@@ -151,15 +151,18 @@ class LabProcess:
 
     def _bound(self) -> set[tuple[str, str]]:
         found = set()
+        # tcp6 and udp6 list the IPv6 sockets; an address's length tells the families apart.
         for proto, state in (("tcp", _TCP_LISTEN), ("udp", _UDP_UNCONNECTED)):
-            try:
-                table = Path(f"/proc/{self.popen.pid}/net/{proto}").read_text(encoding="ascii")
-            except OSError:
-                continue
-            for row in table.splitlines()[1:]:
-                cols = row.split()
-                if len(cols) > 3 and cols[3] == state:
-                    found.add((proto, cols[1]))
+            for table_name in (proto, f"{proto}6"):
+                try:
+                    path = Path(f"/proc/{self.popen.pid}/net/{table_name}")
+                    table = path.read_text(encoding="ascii")
+                except OSError:
+                    continue
+                for row in table.splitlines()[1:]:
+                    cols = row.split()
+                    if len(cols) > 3 and cols[3] == state:
+                        found.add((proto, cols[1]))
         return found
 
     def stop(self) -> None:
@@ -175,9 +178,12 @@ class LabProcess:
 
 
 def _proc_net_address(address: str, port: int) -> str:
-    # /proc/net/tcp prints the IPv4 address as the kernel's 32-bit word in host byte order.
-    (word,) = struct.unpack("=I", socket.inet_aton(address))
-    return f"{word:08X}:{port:04X}"
+    # /proc/net/tcp{,6} print an address as the kernel's 32-bit words (one for IPv4, four for
+    # IPv6), each in host byte order.
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    packed = socket.inet_pton(family, address)
+    words = struct.unpack(f"={len(packed) // 4}I", packed)
+    return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
 
 
 @contextlib.contextmanager

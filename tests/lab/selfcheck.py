@@ -1,7 +1,8 @@
 """What stock clients (dnspython, Python's ssl) see of the lab, from inside the node namespace.
 
 Run as a script: `python selfcheck.py CA_BUNDLE DNS_SERVER NAME NAME=[http://]ADDRESS[:PORT] ...`;
-a bare NAME is a DNS query, NAME=ADDRESS a connection (TLS unless `http://`). Prints one JSON
+a bare NAME is a DNS query for A (`NAME/AAAA` for AAAA), NAME=ADDRESS a connection (TLS unless
+`http://`; an IPv6 ADDRESS in brackets, `[2001:2:0:1::70]:443`). Prints one JSON
 object `{"dns": {name: outcome}, "conn": {name: outcome}}`. It lets the lab's own tests tell a
 broken lab from a broken probe: the outcomes are coarse words (`NOERROR:198.18.1.10`,
 `timeout`, `refused`, `unreachable`, `cert:expired`, `http:503`, ...), every step bounded by 1 s.
@@ -23,8 +24,8 @@ import dns.rdatatype
 STEP_SECONDS = 1.0
 
 
-def dns_outcome(server: str, name: str) -> str:
-    query = dns.message.make_query(name, dns.rdatatype.A)
+def dns_outcome(server: str, name: str, rdtype: str = "A") -> str:
+    query = dns.message.make_query(name, dns.rdatatype.from_text(rdtype))
     try:
         reply = dns.query.udp(query, server, timeout=STEP_SECONDS)
     except dns.exception.Timeout:
@@ -72,6 +73,15 @@ def http_outcome(sock: socket.socket, name: str) -> str:
     return f"http:{status}{':registry' if registry else ''}"
 
 
+def split_target(target: str) -> tuple[str, int]:
+    """`198.18.1.10:443`, `[2001:2:0:1::70]:443` or an address alone (port 443)."""
+    if target.startswith("["):
+        address, _, rest = target[1:].partition("]")
+        return address, int(rest.removeprefix(":") or 443)
+    address, _, port = target.partition(":")
+    return address, int(port or 443)
+
+
 def main(argv: list[str]) -> None:
     cafile, server, *pairs = argv
     report: dict[str, dict[str, str]] = {"dns": {}, "conn": {}}
@@ -79,10 +89,11 @@ def main(argv: list[str]) -> None:
         name, _, target = pair.partition("=")
         if target:
             plain = target.startswith("http://")
-            address, _, port = target.removeprefix("http://").partition(":")
-            report["conn"][pair] = conn_outcome(cafile, name, address, int(port or 443), plain)
+            address, port = split_target(target.removeprefix("http://"))
+            report["conn"][pair] = conn_outcome(cafile, name, address, port, plain)
         else:
-            report["dns"][name] = dns_outcome(server, name)
+            query, _, rdtype = name.partition("/")
+            report["dns"][name] = dns_outcome(server, query, rdtype or "A")
     print(json.dumps(report))
 
 
