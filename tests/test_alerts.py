@@ -220,3 +220,16 @@ def test_firing_cases_check_every_annotation() -> None:
         for expected in case.get("exp_alerts") or []:
             assert set(expected["exp_annotations"]) == {"summary", "description", "runbook_url"}
             assert expected["exp_labels"]["severity"] in SEVERITIES
+
+
+def test_every_recorded_series_is_used() -> None:
+    """Each recording rule feeds an alert (its expression or its annotations), another rule or
+    the dashboard: no series is recorded for nothing."""
+    dashboard = (REPO / "grafana" / "registry-probe.json").read_text(encoding="utf-8")
+    used = [rule["expr"] for rule in rules()]
+    used += [text for rule in rules() for text in rule.get("annotations", {}).values()]
+    exprs = "\n".join(used) + "\n" + dashboard
+    for rule in rules():
+        if "record" in rule:
+            uses = len(re.findall(re.escape(rule["record"]) + r"\b", exprs))
+            assert uses >= 1, rule["record"]
