@@ -297,6 +297,15 @@ def test_live_environment_patch_refuses_another_container_layout() -> None:
         patch.apply(other)
 
 
+def test_readme_documents_the_patch_command() -> None:
+    """The README's kubectl command applies this file as a JSON patch to the DaemonSet."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert (
+        "kubectl -n registry-probe patch daemonset registry-probe --type json \\\n"
+        "  --patch-file live-environment.patch.yaml"
+    ) in readme
+
+
 # ----- monitoring.yaml against prometheus-operator's CRDs --------------------------------------
 
 
