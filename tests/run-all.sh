@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(iproute2 nftables openssl docker-registry dnsmasq-base squid tinyproxy dante-server prometheus prometheus-blackbox-exporter containerd golang-go)
+# podman, runc and debootstrap build and run the image (tests/test_image.py); Alertmanager runs
+# the inhibition example (tests/test_alertmanager_lab.py); containerd and golang-go are the real
+# runtime and Go dialer the differential tests hold the probe against.
+debs=(iproute2 nftables openssl docker-registry dnsmasq-base squid tinyproxy dante-server prometheus
+      prometheus-blackbox-exporter prometheus-alertmanager podman runc debootstrap containerd golang-go)
 missing=()
 for deb in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")
@@ -29,7 +33,7 @@ fi
 python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 python3 -m pip install -q -e ".[test]"
 
-python3 -m ruff check probe tests
-python3 -m ruff format --check probe tests
+python3 -m ruff check probe tests alerts
+python3 -m ruff format --check probe tests alerts
 python3 -m mypy --strict probe
 python3 -m pytest "$@"
