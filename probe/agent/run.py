@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from probe.agent.logs import setup_logging
 from probe.agent.scheduler import Agent, EngineFactory, parse_listen
-from probe.agent.server import HttpServer, route
+from probe.agent.server import AgentApp, HttpServer
 from probe.config import Config, ConfigError
 from probe.engine import Engine
 from probe.views.metrics import render
@@ -40,7 +40,7 @@ async def _serve_agent(agent: Agent, host: str, port: int, once: bool) -> int:
             sys.stdout.buffer.write(render(agent.metrics).body)
             sys.stdout.flush()
             return 0
-        server = HttpServer(lambda method, target, headers: route(agent, method, target, headers))
+        server = HttpServer(AgentApp(agent))
         try:
             await server.start(host, port)
         except OSError as error:
