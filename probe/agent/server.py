@@ -489,19 +489,20 @@ class HttpServer:
     async def _close_gracefully(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        """Close after a last response, reading and dropping what the client still sends for a
-        moment: closing a socket with unread input resets it, and the client would lose the
-        response (the "lingering close" of Apache and nginx)."""
+        """Close after a last response. On TCP, half-close first and read and drop what the
+        client still sends for a moment: closing a socket with unread input resets it, and
+        the client would lose the response (the "lingering close" of Apache and nginx). TLS
+        cannot half-close: its close_notify ends the stream for the client instead."""
         with contextlib.suppress(OSError, TimeoutError):
             if writer.can_write_eof():
                 writer.write_eof()
-            async with asyncio.timeout(LINGER_SECONDS):
-                dropped = 0
-                while dropped < LINGER_BYTES:
-                    data = await reader.read(READ_CHUNK)
-                    if not data:
-                        break
-                    dropped += len(data)
+                async with asyncio.timeout(LINGER_SECONDS):
+                    dropped = 0
+                    while dropped < LINGER_BYTES:
+                        data = await reader.read(READ_CHUNK)
+                        if not data:
+                            break
+                        dropped += len(data)
             writer.close()
             async with asyncio.timeout(self.limits.write_seconds):
                 await writer.wait_closed()
