@@ -116,6 +116,24 @@ def test_request_head_must_arrive_within_the_head_timeout() -> None:
     asyncio.run(scenario())
 
 
+def test_a_pipelined_partial_head_must_end_within_the_head_timeout() -> None:
+    """A request followed by the start of another that never ends: the first is answered, and
+    the connection closed head_seconds later, not idle_seconds."""
+
+    async def scenario() -> None:
+        async with serving(Limits(head_seconds=0.5, idle_seconds=30.0)) as (_, address):
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nX-Slow: ")
+            started = time.monotonic()
+            async with asyncio.timeout(DEADLINE):
+                answer = await reader.read()
+            assert answer.startswith(b"HTTP/1.1 200 ") and b"GET /one" in answer
+            assert time.monotonic() - started < 2.0
+            writer.close()
+
+    asyncio.run(scenario())
+
+
 def test_oversized_request_head_gets_431_and_is_closed() -> None:
     """A head beyond max_head_bytes is answered 431 and its connection closed."""
 

@@ -437,8 +437,9 @@ class HttpServer:
         `idle_seconds` to start it, and `head_seconds` from its first byte to its end.
         """
         loop = asyncio.get_running_loop()
-        started = False
-        async with asyncio.timeout(self.limits.idle_seconds) as deadline:
+        started = bool(conn.trailing_data[0])  # part of a pipelined head is already here
+        idle = self.limits.head_seconds if started else self.limits.idle_seconds
+        async with asyncio.timeout(idle) as deadline:
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
