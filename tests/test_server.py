@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from metricsamples import sample
 from test_agent import agent_for, eventually, report
 
@@ -261,5 +263,43 @@ def test_metrics_are_rendered_once_per_second_and_again_after_a_probe() -> None:
         text = (await app(Request("GET", "/metrics", {}))).body.decode()
         assert sample(text, "registry_probe_success", check="tcp") == 0
         assert app.metrics.renders == 3
+
+    asyncio.run(scenario())
+
+
+# -- what the network sends, fuzzed ----------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(accept=st.text(max_size=200), accept_encoding=st.text(max_size=200))
+def test_any_accept_headers_get_metrics(accept: str, accept_encoding: str) -> None:
+    """Whatever Accept and Accept-Encoding say, /metrics answers 200 with an exposition."""
+    agent = agent_for("a.example")
+    app = AgentApp(agent)
+    headers = {"accept": accept, "accept-encoding": accept_encoding}
+    response = asyncio.run(app(Request("GET", "/metrics", headers)))
+    assert response.status == 200
+    assert response.body
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=600))
+def test_any_bytes_get_an_answer_or_a_close_and_the_server_goes_on(data: bytes) -> None:
+    """Arbitrary bytes on a connection end in an answer or a close within the timeouts, never
+    a handler crash; the next client is served."""
+
+    async def scenario() -> None:
+        limits = Limits(head_seconds=0.1, idle_seconds=0.1)
+        async with serving(limits) as (server, address):
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(data)
+            assert await _closed_within(reader, 2.0)
+            writer.close()
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            async with asyncio.timeout(DEADLINE):
+                assert (await reader.read()).startswith(b"HTTP/1.1 200 ")
+            writer.close()
+            assert server.open_connections <= 1
 
     asyncio.run(scenario())

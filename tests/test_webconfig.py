@@ -29,6 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lab.pki import CertificateAuthority
 from metricsamples import sample
 from servedagent import ServedAgent
@@ -243,6 +245,13 @@ def hashed(password: str) -> bytes:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4))
 
 
+def _basic_of(raw: bytes) -> str:
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+RIGHT = hashed("right")
+
+
 @pytest.mark.parametrize(
     "header",
     [
@@ -279,6 +288,36 @@ def test_a_right_password_costs_one_bcrypt_round_then_none() -> None:
         assert auth.bcrypt_rounds == 3
 
     asyncio.run(check())
+
+
+@settings(max_examples=200, deadline=None)
+@given(header=st.one_of(st.text(max_size=120), st.binary(max_size=90).map(_basic_of)))
+def test_any_authorization_header_is_a_yes_or_a_no(header: str) -> None:
+    """Whatever the Authorization header holds, the check answers True or False: only the
+    right user and password pass."""
+    allowed = asyncio.run(BasicAuth({"prometheus": RIGHT}).allows(header))
+    assert allowed is (header == basic("prometheus", "right"))
+
+
+@pytest.fixture(scope="module", name="scratch")
+def scratch_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory for the generated files (module scope: hypothesis reuses it)."""
+    return tmp_path_factory.mktemp("webconfig")
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=300))
+def test_any_web_config_text_loads_or_says_what_is_wrong(scratch: Path, text: str) -> None:
+    """Any text: a WebConfig, or a ConfigError whose every line starts with the file's path."""
+    path = scratch / "web.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        web = load_web_config(str(path))
+    except ConfigError as error:
+        assert error.problems
+        assert all(p.startswith(str(path)) and p.isprintable() for p in error.problems)
+    else:
+        assert isinstance(web, WebConfig)
 
 
 # -- the server with a web config, in-process ----------------------------------------------------

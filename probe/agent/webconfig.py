@@ -317,7 +317,7 @@ class _WebReader(_Reader):
                 "for a passphrase)",
             )
             return None
-        except ssl.SSLError as error:
+        except ssl.SSLError as error:  # before OSError: it is one
             if error.reason == "KEY_VALUES_MISMATCH":
                 self.problem(
                     values["key_file"],
@@ -333,14 +333,24 @@ class _WebReader(_Reader):
                     "certificate and its PEM key)",
                 )
             return None
+        except OSError as error:  # a file gone since it was checked
+            self.problem(
+                values["cert_file"], cert_key, f"cannot read it: {error.strerror or error}"
+            )
+            return None
         if config.client_ca_file is not None:
             try:
                 context.load_verify_locations(cafile=config.client_ca_file)
-            except ssl.SSLError as error:
+            except OSError as error:  # ssl.SSLError included
+                reason = (
+                    _ssl_reason(error)
+                    if isinstance(error, ssl.SSLError)
+                    else (error.strerror or str(error))
+                )
                 self.problem(
                     values["client_ca_file"],
                     f"{key}.client_ca_file",
-                    f"cannot load it: {_ssl_reason(error)} (expected PEM CA certificates)",
+                    f"cannot load it: {reason} (expected PEM CA certificates)",
                 )
                 return None
         context.verify_mode = CLIENT_AUTH_TYPES[config.client_auth_type]
