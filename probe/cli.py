@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--interval", type=_seconds, metavar="SECONDS")
     run.add_argument("--once", action="store_true", help="one cycle, then exit (for tests)")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument(
+        "--web-config",
+        metavar="FILE",
+        help="TLS and basic auth for /metrics (exporter-toolkit's web-config.yml format)",
+    )
     validate = commands.add_parser("validate", help="check a config file and say what is wrong")
     validate.add_argument("config_file", metavar="CONFIG")
     return parser
@@ -150,6 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         lambda: build_config(args),
         once=args.once,
         log_format=args.log_format,
+        web_config=args.web_config,
     )
 
 

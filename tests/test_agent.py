@@ -28,7 +28,7 @@ from metricsamples import sample
 
 from probe.agent.logs import setup_logging
 from probe.agent.scheduler import JITTER, Agent, jittered
-from probe.agent.server import HttpServer, route
+from probe.agent.server import AgentApp, HttpServer
 from probe.cli import main
 from probe.config import Config, ConfigError, RegistryAddress, RegistryConfig, parse_listen
 from probe.reasons import CheckKind, Reason
@@ -153,7 +153,7 @@ def fresh_fake() -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def running(agent: Agent) -> AsyncIterator[str]:
     """The agent's loop and HTTP server on 127.0.0.1; yields the base URL, then stops both."""
-    server = HttpServer(lambda method, target, headers: route(agent, method, target, headers))
+    server = HttpServer(AgentApp(agent))
     await server.start("127.0.0.1", 0)
     try:
         async with asyncio.TaskGroup() as group:
