@@ -4,9 +4,10 @@
 
 Each line of the file is `frame;frame;...;leaf COUNT`, a frame `function (file)` (with
 `--nolineno`) or `function (file:line)`. "own" counts the samples whose leaf is the function
-(where the CPU is spent); "cumulative" the samples with the function anywhere in the stack,
-each stack counted once per function (what it and its callees cost). py-spy samples only
-threads that are running, so the percentages are of the process's CPU.
+(where the CPU is spent), also summed by file; "cumulative" the samples with the function
+anywhere in the stack, each stack counted once per function (what it and its callees cost),
+listed for the project's own functions (probe/). py-spy samples only threads that are running,
+so the percentages are of the process's CPU.
 """
 
 from __future__ import annotations
@@ -65,15 +66,34 @@ def under(profile: Profile, function: str) -> float:
     return hits / profile.total if profile.total else 0.0
 
 
-def print_top(profile: Profile, top: int) -> None:
+def frame_file(frame: str) -> str:
+    """`read (probe/hostfs.py)` -> `probe/hostfs.py`."""
+    return frame.rpartition(" (")[2].rstrip(")")
+
+
+def print_top(profile: Profile, top: int, focus: tuple[str, ...] = ()) -> None:
+    """Own time by function and by file; cumulative time of the project's (probe/) functions;
+    the share of samples under each `focus` function."""
     if profile.total == 0:
         print("no samples (was the process idle, or py-spy unable to read it?)")
         return
-    print(f"{profile.total} samples")
-    for title, counter in (("own", profile.own), ("cumulative", profile.cumulative)):
-        print(f"\ntop {top} by {title} time:")
+    by_file: Counter[str] = Counter()
+    for frame, count in profile.own.items():
+        by_file[frame_file(frame)] += count
+    project = Counter({f: c for f, c in profile.cumulative.items() if "(probe/" in f})
+    print(f"{profile.total} samples (only while running on a CPU)")
+    for title, counter in (
+        ("own time, by function", profile.own),
+        ("own time, by file", by_file),
+        ("cumulative time, probe/ functions", project),
+    ):
+        print(f"\ntop {top} by {title}:")
         for name, count in counter.most_common(top):
             print(f"  {100 * count / profile.total:5.1f}%  {name}")
+    if focus:
+        print("\nshare of samples under:")
+        for name in focus:
+            print(f"  {100 * under(profile, name):5.1f}%  {name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a function name: print the share of samples under it (repeatable)",
     )
     args = parser.parse_args(argv)
-    profile = read_collapsed(args.file)
-    print_top(profile, args.top)
-    for name in args.focus:
-        print(f"\nunder {name}: {100 * under(profile, name):.1f}% of samples")
+    print_top(read_collapsed(args.file), args.top, tuple(args.focus))
     return 0
 
 

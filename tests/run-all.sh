@@ -29,7 +29,7 @@ fi
 python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 python3 -m pip install -q -e ".[test]"
 
-python3 -m ruff check probe tests
-python3 -m ruff format --check probe tests
+python3 -m ruff check probe tests bench
+python3 -m ruff format --check probe tests bench
 python3 -m mypy --strict probe
 python3 -m pytest "$@"
