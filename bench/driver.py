@@ -6,8 +6,9 @@
 
 `loop` scrapes every URL of URLS_FILE (one a line) once per interval, each at its own fixed
 offset within the interval (Prometheus spreads its targets the same way), with Prometheus's
-request headers (OpenMetrics preferred, gzip, the scrape timeout header) and one keep-alive
-connection per URL, until SIGTERM or `--max-seconds`; then writes per-URL counts, statuses,
+request headers (OpenMetrics preferred, gzip unless `--no-gzip`, the scrape timeout header)
+and one keep-alive connection per URL, until SIGTERM or `--max-seconds`; then writes per-URL
+counts, statuses,
 `probe_success` values and durations to FILE as JSON. Its own CPU is not measured: it is
 the Prometheus server of the comparison.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gzip
+import gzip as gzip_module
 import json
 import signal
 import statistics
@@ -102,7 +103,7 @@ class Client:
             self._conn.start_next_cycle()
         body = b"".join(chunks)
         if encoding == "gzip":
-            body = gzip.decompress(body)
+            body = gzip_module.decompress(body)
         elif encoding == "deflate":
             body = zlib.decompress(body)
         return Answer(status, body, seconds)
@@ -130,11 +131,11 @@ class Tally:
 
 
 async def scrape_forever(
-    url: str, offset: float, interval: float, scrape_timeout: float, tally: Tally
+    url: str, offset: float, interval: float, scrape_timeout: float, gzip: bool, tally: Tally
 ) -> None:
     headers = [
         ("Accept", PROMETHEUS_ACCEPT),
-        ("Accept-Encoding", "gzip"),
+        *([("Accept-Encoding", "gzip")] if gzip else []),
         ("User-Agent", "Prometheus/2.45.3"),
         ("X-Prometheus-Scrape-Timeout-Seconds", f"{scrape_timeout:g}"),
     ]
@@ -174,7 +175,9 @@ async def loop_main(args: argparse.Namespace) -> int:
     timeout = args.scrape_timeout or args.interval
     tasks = [
         asyncio.create_task(
-            scrape_forever(url, args.interval * i / len(urls), args.interval, timeout, tally)
+            scrape_forever(
+                url, args.interval * i / len(urls), args.interval, timeout, args.gzip, tally
+            )
         )
         for i, (url, tally) in enumerate(zip(urls, tallies, strict=True))
     ]
@@ -252,6 +255,9 @@ def main() -> int:
     looped.add_argument("--scrape-timeout", type=float, default=0)
     looped.add_argument("--max-seconds", type=float, required=True)
     looped.add_argument("--out", required=True)
+    looped.add_argument(
+        "--no-gzip", dest="gzip", action="store_false", help="no Accept-Encoding: gzip"
+    )
     args = parser.parse_args()
     if args.command == "loop":
         with open(args.urls, encoding="utf-8") as f:

@@ -89,6 +89,8 @@ class Measurement:
     scrape_ms: float  # agent: median GET /metrics; blackbox: median GET /probe (not comparable)
     series_per_registry: float
     healthy: float  # agent: share of registry_probe_success at 1; blackbox: of probe_success 1
+    other_cores: float  # CPU used by everything else on the machine during the window, in cores
+    failures: dict[str, int] = field(default_factory=dict)  # agent: failing checks by reason
     driver: dict[str, Any] = field(default_factory=dict)  # what the Prometheus stand-in saw
 
     @property
@@ -210,6 +212,24 @@ def success_share(text: str, names: list[str]) -> float:
     return sum(1 for v in values if v == 1) / len(values) if values else 0.0
 
 
+def failing_reasons(text: str, names: list[str]) -> dict[str, int]:
+    """The agent's failing checks (of `names`) by reason, from `registry_probe_failure`."""
+    reasons: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "registry_probe_failure" and s.labels.get("registry") in names:
+                reason = s.labels.get("reason", "")
+                reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every core), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def sample_count(text: str) -> int:
     return sum(len(f.samples) for f in text_string_to_metric_families(text))
 
@@ -261,7 +281,7 @@ class Bench:
         argv = [
             sys.executable, str(BENCH_DIR / "driver.py"), "loop", str(urls_file),
             "--interval", str(self.args.interval), "--max-seconds", str(max_seconds),
-            "--out", str(out),
+            "--out", str(out), *([] if self.args.gzip else ["--no-gzip"]),
         ]  # fmt: skip
         process = self.node.spawn(
             f"{name}-driver", argv, self.workdir / f"{name}.driver.log", listens=[]
@@ -278,13 +298,14 @@ class Bench:
             raise RuntimeError(f"driver wrote no summary: {process.log_text()}") from error
         summary.update(_driver_summary(per_url))
 
-    def measure_window(self, pid: int) -> tuple[float, float, float]:
-        """Warm up, then (t0, t1, cpu seconds) over the window."""
+    def measure_window(self, pid: int) -> tuple[float, float, float, float]:
+        """Warm up, then (t0, t1, the prober's CPU seconds, the other cores busy) over the
+        window."""
         time.sleep(self.args.warmup)
-        t0, cpu0 = time.time(), cpu_seconds(pid)
+        t0, cpu0, busy0 = time.time(), cpu_seconds(pid), machine_busy_seconds()
         time.sleep(self.args.seconds)
-        cpu1, t1 = cpu_seconds(pid), time.time()
-        return t0, t1, cpu1 - cpu0
+        busy1, cpu1, t1 = machine_busy_seconds(), cpu_seconds(pid), time.time()
+        return t0, t1, cpu1 - cpu0, (busy1 - busy0 - (cpu1 - cpu0)) / (t1 - t0)
 
     def _agent_argv(self, names: list[str], stem: str) -> list[str]:
         """`python -m probe run` on `names`, with a config file written for them."""
@@ -313,7 +334,7 @@ class Bench:
             self.driver(["wait", f"{base}/readyz", "--deadline", str(self._ready_deadline())], 90)
             urls = [f"{base}/metrics"] if self.args.scrape_agent else []
             with self.prometheus("agent", urls) if urls else _nothing() as scrapes:
-                t0, t1, cpu = self.measure_window(pid)
+                t0, t1, cpu, others = self.measure_window(pid)
                 hwm = status_kib(pid, "VmHWM")
             render = ["time", f"{base}/metrics", "--count", str(RENDER_GETS), "--body"]
             timed = json.loads(self.driver([*render, "--accept", "text/plain"], 60).stdout)
@@ -337,6 +358,8 @@ class Bench:
             scrape_ms=1000 * statistics.median(timed["seconds"]),
             series_per_registry=series_per_registry(timed["body"], names),
             healthy=success_share(timed["body"], names),
+            other_cores=others,
+            failures=failing_reasons(timed["body"], names),
             driver=scrapes,
             **asdict(sched),
         )
@@ -370,7 +393,7 @@ class Bench:
             if not BLACKBOX.startswith(comm):
                 raise RuntimeError(f"pid {pid} is {comm!r}, not blackbox_exporter")
             with self.prometheus("blackbox", urls) as scrapes:
-                t0, t1, cpu = self.measure_window(pid)
+                t0, t1, cpu, others = self.measure_window(pid)
                 hwm = status_kib(pid, "VmHWM")
             timed = json.loads(
                 self.driver(["time", urls[0], "--count", str(RENDER_GETS), "--body"], 60).stdout
@@ -395,6 +418,7 @@ class Bench:
             scrape_ms=1000 * statistics.median(timed["seconds"]),
             series_per_registry=sample_count(timed["body"]),
             healthy=scrapes["probe_success"].get("1", 0) / max(1, scrapes["scrapes"]),
+            other_cores=others,
             driver=scrapes,
             **asdict(sched),
         )
@@ -467,7 +491,7 @@ def _driver_summary(per_url: list[dict[str, Any]]) -> dict[str, Any]:
 
 HEADER = (
     "registries", "prober", "probes", "expected", "cpu ms/probe", "peak RSS MB", "scrape ms",
-    "series/reg", "ok %", "every interval",
+    "series/reg", "ok %", "others", "every interval",
 )  # fmt: skip
 
 
@@ -487,6 +511,7 @@ def table_rows(pairs: list[tuple[Measurement, Measurement]]) -> list[list[str]]:
                     f"{m.scrape_ms:.1f}" + ("*" if m.prober == "blackbox" else ""),
                     f"{m.series_per_registry:.1f}" + ("+5" if m.prober == "blackbox" else ""),
                     f"{100 * m.healthy:.0f}",
+                    f"{m.other_cores:.2f}",
                     ("yes" if m.on_schedule else "NO") + late,
                 ]
             )
@@ -501,6 +526,7 @@ def table_rows(pairs: list[tuple[Measurement, Measurement]]) -> list[list[str]]:
                 f"{r['peak_rss']:.2f}x",
                 "",
                 f"{r['series']:.2f}x",
+                "",
                 "",
                 "",
             ]
@@ -530,7 +556,9 @@ def print_table(pairs: list[tuple[Measurement, Measurement]]) -> None:
         "scrape ms: the agent's GET /metrics (median of 9, text format, while probing); "
         "* blackbox: GET /probe, the probe itself, not comparable.\n"
         "series/reg: +5 are what Prometheus adds per blackbox target (up, scrape_*); "
-        "the ratio counts them."
+        "the ratio counts them.\n"
+        "ok %: checks passing at the end (agent) or probe_success 1 (blackbox); "
+        "others: cores busy with everything else (registry, DNS, driver, other work) in the window."
     )
 
 
@@ -580,6 +608,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="scrape_agent",
         action="store_false",
         help="do not scrape the agent's /metrics once per interval during the window",
+    )
+    parser.add_argument(
+        "--no-gzip",
+        dest="gzip",
+        action="store_false",
+        help="scrape without Accept-Encoding: gzip (Prometheus asks for gzip by default)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
