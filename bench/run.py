@@ -90,6 +90,7 @@ class Measurement:
     series_per_registry: float
     healthy: float  # agent: share of registry_probe_success at 1; blackbox: of probe_success 1
     other_cores: float  # CPU used by everything else on the machine during the window, in cores
+    host_processes: int  # processes on the machine at the window's start (what hostPID sees)
     failures: dict[str, int] = field(default_factory=dict)  # agent: failing checks by reason
     driver: dict[str, Any] = field(default_factory=dict)  # what the Prometheus stand-in saw
 
@@ -249,6 +250,7 @@ class Bench:
         # blackbox_exporter's deadline when Prometheus scrapes every interval: the scrape
         # timeout (at most the interval) less its 0.5 s offset, capped by the module's 5 s.
         self.timeout = min(5.0, args.interval - 0.5)
+        self.host_processes = 0
 
     def driver(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         return self.node.run([sys.executable, str(BENCH_DIR / "driver.py"), *argv], timeout=timeout)
@@ -302,6 +304,7 @@ class Bench:
         """Warm up, then (t0, t1, the prober's CPU seconds, the other cores busy) over the
         window."""
         time.sleep(self.args.warmup)
+        self.host_processes = sum(1 for entry in os.listdir("/proc") if entry.isdigit())
         t0, cpu0, busy0 = time.time(), cpu_seconds(pid), machine_busy_seconds()
         time.sleep(self.args.seconds)
         busy1, cpu1, t1 = machine_busy_seconds(), cpu_seconds(pid), time.time()
@@ -317,11 +320,25 @@ class Bench:
             "registries:\n" + "".join(f"  - host: {name}\n" for name in names),
             encoding="utf-8",
         )
+        # In a PID namespace of its own, the agent sees its own processes only, as in the
+        # default DaemonSet (no hostPID); else every process of this machine, as with hostPID.
+        own_pids = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"]
         return [
+            *(own_pids if self.args.own_pid_namespace else []),
             sys.executable, "-m", "probe", "run", "--config", str(config), "--no-discover",
             "--host-root", str(self.lab.host_root()), "--listen", f"127.0.0.1:{AGENT_PORT}",
             "--interval", str(self.args.interval),
         ]  # fmt: skip
+
+    def agent_pid(self, process: LabProcess) -> int:
+        """The agent's pid: the process itself, or unshare's child in a PID namespace."""
+        if not self.args.own_pid_namespace:
+            return process.popen.pid
+        children = Path(f"/proc/{process.popen.pid}/task/{process.popen.pid}/children")
+        pids = children.read_text().split()
+        if len(pids) != 1:
+            raise RuntimeError(f"unshare has children {pids}, expected the agent alone")
+        return int(pids[0])
 
     def agent(self, names: list[str]) -> Measurement:
         prober = "agent"
@@ -330,7 +347,7 @@ class Bench:
         base = f"http://127.0.0.1:{AGENT_PORT}"
         log_offset = self.lab.registry_log.stat().st_size
         with self.spawned("agent", argv, AGENT_PORT, env=env) as agent:
-            pid = agent.popen.pid
+            pid = self.agent_pid(agent)
             self.driver(["wait", f"{base}/readyz", "--deadline", str(self._ready_deadline())], 90)
             urls = [f"{base}/metrics"] if self.args.scrape_agent else []
             with self.prometheus("agent", urls) if urls else _nothing() as scrapes:
@@ -359,6 +376,7 @@ class Bench:
             series_per_registry=series_per_registry(timed["body"], names),
             healthy=success_share(timed["body"], names),
             other_cores=others,
+            host_processes=self.host_processes,
             failures=failing_reasons(timed["body"], names),
             driver=scrapes,
             **asdict(sched),
@@ -419,6 +437,7 @@ class Bench:
             series_per_registry=sample_count(timed["body"]),
             healthy=scrapes["probe_success"].get("1", 0) / max(1, scrapes["scrapes"]),
             other_cores=others,
+            host_processes=self.host_processes,
             driver=scrapes,
             **asdict(sched),
         )
@@ -437,8 +456,9 @@ class Bench:
         with self.spawned("agent-profiled", argv, AGENT_PORT, env=_agent_env()) as agent:
             self.driver(["wait", f"{base}/readyz", "--deadline", str(self._ready_deadline())], 90)
             time.sleep(self.args.warmup)
+            pid = self.agent_pid(agent)
             record = [
-                py_spy, "record", "--pid", str(agent.popen.pid), "--duration", str(int(seconds)),
+                py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
                 "--rate", "100", "--format", "raw", "--nolineno", "--output", str(out),
             ]  # fmt: skip
             subprocess.run(
@@ -615,6 +635,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="scrape without Accept-Encoding: gzip (Prometheus asks for gzip by default)",
     )
+    parser.add_argument(
+        "--own-pid-namespace",
+        action="store_true",
+        help="run the agent in a PID namespace of its own (the default DaemonSet has no hostPID)",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
         "--profile", type=float, default=0, metavar="SECONDS", help="py-spy the agent this long"
@@ -683,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"\nagent vs blackbox_exporter, every {args.interval:g}s, window {args.seconds:g}s "
-        f"(after {args.warmup:g}s warm-up), {os.cpu_count()} CPUs"
+        f"(after {args.warmup:g}s warm-up), {os.cpu_count()} CPUs; the agent sees "
+        + ("its own processes only" if args.own_pid_namespace else "every process (hostPID)")
     )
     if pairs:
         print_table(pairs)
@@ -699,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "interval": args.interval,
                     "window_seconds": args.seconds,
+                    "gzip": args.gzip,
+                    "scrape_agent": args.scrape_agent,
+                    "own_pid_namespace": args.own_pid_namespace,
                     "runs": [
                         {
                             "agent": a.as_json(),
