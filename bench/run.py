@@ -348,7 +348,7 @@ class Bench:
         log_offset = self.lab.registry_log.stat().st_size
         with self.spawned("agent", argv, AGENT_PORT, env=env) as agent:
             pid = self.agent_pid(agent)
-            self.driver(["wait", f"{base}/readyz", "--deadline", str(self._ready_deadline())], 90)
+            self.wait_ready(base)
             urls = [f"{base}/metrics"] if self.args.scrape_agent else []
             with self.prometheus("agent", urls) if urls else _nothing() as scrapes:
                 t0, t1, cpu, others = self.measure_window(pid)
@@ -442,9 +442,11 @@ class Bench:
             **asdict(sched),
         )
 
-    def _ready_deadline(self) -> float:
-        # The first cycle: every registry once, 8 at a time; generous, and still bounded.
-        return 30 + 0.5 * len(self.lab.names)
+    def wait_ready(self, base: str) -> None:
+        """Until the agent's first cycle is complete (/readyz 200); bounded."""
+        # Every registry once, 8 at a time: generous for a starved agent, and still bounded.
+        deadline = 30 + 0.5 * len(self.lab.names)
+        self.driver(["wait", f"{base}/readyz", "--deadline", str(deadline)], deadline + 15)
 
     def profile(self, names: list[str], seconds: float, out: Path) -> Path:
         """py-spy record of the agent probing `names`, as collapsed stacks (`--format raw`)."""
@@ -454,7 +456,7 @@ class Bench:
         argv = self._agent_argv(names, "agent-profiled")
         base = f"http://127.0.0.1:{AGENT_PORT}"
         with self.spawned("agent-profiled", argv, AGENT_PORT, env=_agent_env()) as agent:
-            self.driver(["wait", f"{base}/readyz", "--deadline", str(self._ready_deadline())], 90)
+            self.wait_ready(base)
             time.sleep(self.args.warmup)
             pid = self.agent_pid(agent)
             record = [
