@@ -87,6 +87,7 @@ class Measurement:
     late_gaps: int  # gaps longer than LATE_GAP_INTERVALS intervals, over every Host
     peak_rss_kib: int
     scrape_ms: float  # agent: median GET /metrics; blackbox: median GET /probe (not comparable)
+    scrape_ms_min: float  # the fastest of those GETs: the least disturbed by other work
     series_per_registry: float
     healthy: float  # agent: share of registry_probe_success at 1; blackbox: of probe_success 1
     other_cores: float  # CPU used by everything else on the machine during the window, in cores
@@ -373,6 +374,7 @@ class Bench:
             expected_probes=len(names) * (t1 - t0) / self.args.interval,
             peak_rss_kib=hwm,
             scrape_ms=1000 * statistics.median(timed["seconds"]),
+            scrape_ms_min=1000 * min(timed["seconds"]),
             series_per_registry=series_per_registry(timed["body"], names),
             healthy=success_share(timed["body"], names),
             other_cores=others,
@@ -434,6 +436,7 @@ class Bench:
             expected_probes=len(names) * (t1 - t0) / self.args.interval,
             peak_rss_kib=hwm,
             scrape_ms=1000 * statistics.median(timed["seconds"]),
+            scrape_ms_min=1000 * min(timed["seconds"]),
             series_per_registry=sample_count(timed["body"]),
             healthy=scrapes["probe_success"].get("1", 0) / max(1, scrapes["scrapes"]),
             other_cores=others,
@@ -512,7 +515,7 @@ def _driver_summary(per_url: list[dict[str, Any]]) -> dict[str, Any]:
 # ----- reporting --------------------------------------------------------------------------------
 
 HEADER = (
-    "registries", "prober", "probes", "expected", "cpu ms/probe", "peak RSS MB", "scrape ms",
+    "registries", "prober", "probes", "expected", "cpu ms/probe", "peak RSS MB", "scrape ms (min)",
     "series/reg", "ok %", "others", "every interval",
 )  # fmt: skip
 
@@ -530,7 +533,8 @@ def table_rows(pairs: list[tuple[Measurement, Measurement]]) -> list[list[str]]:
                     f"{m.expected_probes:.0f}",
                     f"{m.cpu_ms_per_probe:.2f}",
                     f"{m.peak_rss_kib / 1024:.1f}",
-                    f"{m.scrape_ms:.1f}" + ("*" if m.prober == "blackbox" else ""),
+                    f"{m.scrape_ms:.1f} ({m.scrape_ms_min:.1f})"
+                    + ("*" if m.prober == "blackbox" else ""),
                     f"{m.series_per_registry:.1f}" + ("+5" if m.prober == "blackbox" else ""),
                     f"{100 * m.healthy:.0f}",
                     f"{m.other_cores:.2f}",
@@ -575,7 +579,7 @@ def print_table(pairs: list[tuple[Measurement, Measurement]]) -> None:
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
     print(
-        "scrape ms: the agent's GET /metrics (median of 9, text format, while probing); "
+        "scrape ms: the agent's GET /metrics (median and min of 9, text format, while probing); "
         "* blackbox: GET /probe, the probe itself, not comparable.\n"
         "series/reg: +5 are what Prometheus adds per blackbox target (up, scrape_*); "
         "the ratio counts them.\n"
@@ -599,6 +603,9 @@ def print_spread(pairs: list[tuple[Measurement, Measurement]]) -> None:
             ("agent peak RSS MB", [a.peak_rss_kib / 1024 for a, _ in runs]),
             ("blackbox peak RSS MB", [b.peak_rss_kib / 1024 for _, b in runs]),
             ("agent /metrics ms", [a.scrape_ms for a, _ in runs]),
+            ("agent /metrics min ms", [a.scrape_ms_min for a, _ in runs]),
+            ("agent probes/expected", [a.probes / a.expected_probes for a, _ in runs]),
+            ("others, cores", [a.other_cores for a, _ in runs]),
         ):
             print(
                 f"  {label:<22} {min(values):8.2f} {statistics.median(values):8.2f} "
