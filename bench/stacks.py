@@ -57,12 +57,15 @@ def read_collapsed(path: Path) -> Profile:
 
 
 def under(profile: Profile, function: str) -> float:
-    """The fraction of samples with `function` (a bare name) anywhere in the stack."""
-    hits = sum(
-        count
-        for frames, count in profile.stacks
-        if any(frame.split(" (")[0] == function for frame in frames)
-    )
+    """The fraction of samples with `function` anywhere in the stack: a bare name (`render`),
+    or a name with the start of its file (`run (probe/checks/dns`) where names repeat."""
+
+    def matches(frame: str) -> bool:
+        if " (" in function:
+            return frame.startswith(function)
+        return frame.split(" (")[0] == function
+
+    hits = sum(count for frames, count in profile.stacks if any(map(matches, frames)))
     return hits / profile.total if profile.total else 0.0
 
 
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "--focus",
         action="append",
         default=[],
-        help="a function name: print the share of samples under it (repeatable)",
+        help="a function (`name` or `name (file`): the share of samples under it (repeatable)",
     )
     args = parser.parse_args(argv)
     print_top(read_collapsed(args.file), args.top, tuple(args.focus))
