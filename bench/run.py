@@ -464,19 +464,26 @@ class Bench:
         base = f"http://127.0.0.1:{AGENT_PORT}"
         with self.spawned("agent-profiled", argv, AGENT_PORT, env=_agent_env()) as agent:
             self.wait_ready(base)
-            time.sleep(self.args.warmup)
             pid = self.agent_pid(agent)
             record = [
                 py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
                 "--rate", "100", "--format", "raw", "--nolineno", "--output", str(out),
             ]  # fmt: skip
-            subprocess.run(
-                record,
-                check=True,
-                timeout=seconds + 60,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+            # The same load as the measured window: the probes and, unless told otherwise, one
+            # scrape of /metrics per interval.
+            urls = [f"{base}/metrics"] if self.args.scrape_agent else []
+            with self.prometheus("agent-profiled", urls) if urls else _nothing():
+                time.sleep(self.args.warmup)
+                done = subprocess.run(
+                    record,
+                    timeout=seconds + 60,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    check=False,
+                )
+            if done.returncode != 0:
+                raise RuntimeError(f"py-spy record failed: {done.stderr.strip()}")
         return out
 
 
