@@ -325,19 +325,36 @@ class Bench:
             "registries:\n" + "".join(f"  - host: {name}\n" for name in names),
             encoding="utf-8",
         )
-        # In a PID namespace of its own, the agent sees its own processes only, as in the
-        # default DaemonSet (no hostPID); else every process of this machine, as with hostPID.
-        own_pids = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"]
-        return [
-            *(own_pids if self.args.own_pid_namespace else []),
+        probe = [
             sys.executable, "-m", "probe", "run", "--config", str(config), "--no-discover",
             "--host-root", str(self.lab.host_root()), "--listen", f"127.0.0.1:{AGENT_PORT}",
             "--interval", str(self.args.interval),
         ]  # fmt: skip
+        if self.args.host_pids:
+            return probe
+        # A PID namespace of its own, where the agent (pid 1) sees `--node-processes` stand-ins
+        # for a node's processes, as the DaemonSet's hostPID variant sees the node's: one named
+        # containerd (its environment has no proxy), the others `pause`. When the agent exits,
+        # the kernel ends them all.
+        bin_dir = self.workdir / "bin"
+        if not bin_dir.exists():
+            bin_dir.mkdir()
+            sleep = shutil.which("sleep") or "/bin/sleep"
+            for name in ("containerd", "pause"):
+                (bin_dir / name).symlink_to(sleep)
+        script = (
+            'bin=$1 n=$2; shift 2; i=0; while [ "$i" -lt "$n" ]; do '
+            'if [ "$i" = 0 ]; then "$bin/containerd" infinity & else "$bin/pause" infinity & fi; '
+            'i=$((i+1)); done; exec "$@"'
+        )
+        return [
+            "unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM",
+            "sh", "-c", script, "sh", str(bin_dir), str(self.args.node_processes), *probe,
+        ]  # fmt: skip
 
     def agent_pid(self, process: LabProcess) -> int:
         """The agent's pid: the process itself, or unshare's child in a PID namespace."""
-        if not self.args.own_pid_namespace:
+        if self.args.host_pids:
             return process.popen.pid
         children = Path(f"/proc/{process.popen.pid}/task/{process.popen.pid}/children")
         pids = children.read_text().split()
@@ -656,9 +673,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="scrape without Accept-Encoding: gzip (Prometheus asks for gzip by default)",
     )
     parser.add_argument(
-        "--own-pid-namespace",
+        "--node-processes",
+        type=int,
+        default=200,
+        help="processes the agent sees in its PID namespace, one named containerd "
+        "(default 200, as a node seen with hostPID; 0: the agent alone, the default DaemonSet)",
+    )
+    parser.add_argument(
+        "--host-pids",
         action="store_true",
-        help="run the agent in a PID namespace of its own (the default DaemonSet has no hostPID)",
+        help="let the agent see every process of this machine instead (not hermetic: another "
+        "containerd's environment is read as the node's)",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
@@ -681,6 +706,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.warmup is None:
         args.warmup = 2 * args.interval
+    if not 0 <= args.node_processes <= 5000:
+        parser.error("--node-processes: between 0 and 5000")
     if min(args.registries) < 1 or max(args.registries) > 999:
         parser.error("--registries: each count between 1 and 999")
     if args.interval < 1 or args.seconds <= 0:
@@ -734,7 +761,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nagent vs blackbox_exporter, every {args.interval:g}s, window {args.seconds:g}s "
         f"(after {args.warmup:g}s warm-up), {os.cpu_count()} CPUs; the agent sees "
-        + ("its own processes only" if args.own_pid_namespace else "every process (hostPID)")
+        + (
+            "every process of this machine"
+            if args.host_pids
+            else f"{args.node_processes} stand-in processes (one containerd)"
+        )
     )
     if pairs:
         print_table(pairs)
@@ -752,7 +783,8 @@ def main(argv: list[str] | None = None) -> int:
                     "window_seconds": args.seconds,
                     "gzip": args.gzip,
                     "scrape_agent": args.scrape_agent,
-                    "own_pid_namespace": args.own_pid_namespace,
+                    "host_pids": args.host_pids,
+                    "node_processes": None if args.host_pids else args.node_processes,
                     "runs": [
                         {
                             "agent": a.as_json(),

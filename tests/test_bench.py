@@ -71,7 +71,7 @@ def test_a_short_run_measures_both_probers(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     argv = [
         sys.executable, str(BENCH / "run.py"), "--registries", "2", "--interval", "1",
-        "--seconds", "3", "--warmup", "1", "--json", str(out),
+        "--seconds", "3", "--warmup", "1", "--node-processes", "20", "--json", str(out),
     ]  # fmt: skip
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as bench:
         try:
