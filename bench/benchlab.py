@@ -78,6 +78,7 @@ class BenchLab:
     node: Namespace | None = None
     net: Namespace | None = None
     registry: LabProcess | None = None
+    dns: LabProcess | None = None
     ca: CertificateAuthority = field(init=False)
     ca_file: Path = field(init=False)
     registry_log: Path = field(init=False)
@@ -117,7 +118,7 @@ class BenchLab:
         zone.write_text(
             json.dumps({name: {"A": [REGISTRY_ADDRESS]} for name in self.names}), encoding="utf-8"
         )
-        dns = self.net.spawn(
+        self.dns = self.net.spawn(
             "dnsserver",
             [sys.executable, str(DNS_SERVER), str(zone), DNS_ADDRESS],
             self.workdir / "dnsserver.log",
@@ -125,7 +126,7 @@ class BenchLab:
             wait=False,
         )
         self.registry = self._start_registry()
-        dns.wait_listening(dns.listens, deadline_seconds=15)
+        self.dns.wait_listening(self.dns.listens, deadline_seconds=15)
         self.registry.wait_listening(self.registry.listens, deadline_seconds=15)
 
     def _start_registry(self) -> LabProcess:

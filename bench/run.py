@@ -94,7 +94,8 @@ class Measurement:
     scrape_ms_min: float  # the fastest of those GETs: the least disturbed by other work
     series_per_registry: float
     healthy: float  # agent: share of registry_probe_success at 1; blackbox: of probe_success 1
-    other_cores: float  # CPU used by everything else on the machine during the window, in cores
+    lab_cores: float  # CPU of the registry, the DNS server and the driver in the window, in cores
+    other_cores: float  # CPU of everything else on the machine in the window, in cores
     host_processes: int  # processes on the machine at the window's start (what hostPID sees)
     failures: dict[str, int] = field(default_factory=dict)  # agent: failing checks by reason
     driver: dict[str, Any] = field(default_factory=dict)  # what the Prometheus stand-in saw
@@ -158,6 +159,15 @@ def _log_time(text: str) -> float:
     head, fraction, zone = match.groups()
     micros = (fraction or "0")[:6].ljust(6, "0")
     return datetime.fromisoformat(f"{head}.{micros}{'+00:00' if zone == 'Z' else zone}").timestamp()
+
+
+@dataclass(frozen=True)
+class Window:
+    t0: float
+    t1: float
+    cpu: float  # the prober's CPU seconds
+    lab_cores: float
+    other_cores: float
 
 
 @dataclass
@@ -256,6 +266,7 @@ class Bench:
         # timeout (at most the interval) less its 0.5 s offset, capped by the module's 5 s.
         self.timeout = min(5.0, args.interval - 0.5)
         self.host_processes = 0
+        self._driver_pid: int | None = None
 
     def driver(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         return self.node.run([sys.executable, str(BENCH_DIR / "driver.py"), *argv], timeout=timeout)
@@ -294,9 +305,11 @@ class Bench:
             f"{name}-driver", argv, self.workdir / f"{name}.driver.log", listens=[]
         )
         summary: dict[str, Any] = {}
+        self._driver_pid = process.popen.pid
         try:
             yield summary
         finally:
+            self._driver_pid = None
             process.stop()
             self.node.processes.remove(process)
         try:
@@ -305,15 +318,20 @@ class Bench:
             raise RuntimeError(f"driver wrote no summary: {process.log_text()}") from error
         summary.update(_driver_summary(per_url))
 
-    def measure_window(self, pid: int) -> tuple[float, float, float, float]:
-        """Warm up, then (t0, t1, the prober's CPU seconds, the other cores busy) over the
-        window."""
+    def measure_window(self, pid: int) -> Window:
+        """Warm up, then the window: the prober's CPU, the lab's, and the rest of the machine's."""
         time.sleep(self.args.warmup)
+        assert self.lab.registry is not None and self.lab.dns is not None
+        lab_pids = [self.lab.registry.popen.pid, self.lab.dns.popen.pid]
+        lab_pids += [self._driver_pid] if self._driver_pid is not None else []
         self.host_processes = sum(1 for entry in os.listdir("/proc") if entry.isdigit())
-        t0, cpu0, busy0 = time.time(), cpu_seconds(pid), machine_busy_seconds()
+        t0, busy0 = time.time(), machine_busy_seconds()
+        cpu0, lab0 = cpu_seconds(pid), sum(map(cpu_seconds, lab_pids))
         time.sleep(self.args.seconds)
-        busy1, cpu1, t1 = machine_busy_seconds(), cpu_seconds(pid), time.time()
-        return t0, t1, cpu1 - cpu0, (busy1 - busy0 - (cpu1 - cpu0)) / (t1 - t0)
+        cpu1, lab1 = cpu_seconds(pid), sum(map(cpu_seconds, lab_pids))
+        busy1, t1 = machine_busy_seconds(), time.time()
+        cpu, lab = cpu1 - cpu0, lab1 - lab0
+        return Window(t0, t1, cpu, lab / (t1 - t0), (busy1 - busy0 - cpu - lab) / (t1 - t0))
 
     def _agent_argv(self, names: list[str], stem: str) -> list[str]:
         """`python -m probe run` on `names`, with a config file written for them."""
@@ -373,7 +391,7 @@ class Bench:
             self.wait_ready(base)
             urls = [f"{base}/metrics"] if self.args.scrape_agent else []
             with self.prometheus("agent", urls) if urls else _nothing() as scrapes:
-                t0, t1, cpu, others = self.measure_window(pid)
+                window = self.measure_window(pid)
                 hwm = status_kib(pid, "VmHWM")
             render = ["time", f"{base}/metrics", "--count", str(RENDER_GETS), "--body"]
             timed = json.loads(self.driver([*render, "--accept", "text/plain"], 60).stdout)
@@ -382,23 +400,24 @@ class Bench:
         sched = schedule(
             landed(self.lab.registry_log, log_offset, USER_AGENTS[prober]),
             names,
-            t0,
-            t1,
+            window.t0,
+            window.t1,
             self.args.interval,
         )
         return Measurement(
             "agent",
             len(names),
             self.args.interval,
-            t1 - t0,
-            cpu,
-            expected_probes=len(names) * (t1 - t0) / self.args.interval,
+            window.t1 - window.t0,
+            window.cpu,
+            expected_probes=len(names) * (window.t1 - window.t0) / self.args.interval,
             peak_rss_kib=hwm,
             scrape_ms=1000 * statistics.median(timed["seconds"]),
             scrape_ms_min=1000 * min(timed["seconds"]),
             series_per_registry=series_per_registry(timed["body"], names),
             healthy=success_share(timed["body"], names),
-            other_cores=others,
+            lab_cores=window.lab_cores,
+            other_cores=window.other_cores,
             host_processes=self.host_processes,
             failures=failing_reasons(timed["body"], names),
             driver=scrapes,
@@ -434,7 +453,7 @@ class Bench:
             if not BLACKBOX.startswith(comm):
                 raise RuntimeError(f"pid {pid} is {comm!r}, not blackbox_exporter")
             with self.prometheus("blackbox", urls) as scrapes:
-                t0, t1, cpu, others = self.measure_window(pid)
+                window = self.measure_window(pid)
                 hwm = status_kib(pid, "VmHWM")
             timed = json.loads(
                 self.driver(["time", urls[0], "--count", str(RENDER_GETS), "--body"], 60).stdout
@@ -444,23 +463,24 @@ class Bench:
         sched = schedule(
             landed(self.lab.registry_log, log_offset, USER_AGENTS[prober]),
             names,
-            t0,
-            t1,
+            window.t0,
+            window.t1,
             self.args.interval,
         )
         return Measurement(
             "blackbox",
             len(names),
             self.args.interval,
-            t1 - t0,
-            cpu,
-            expected_probes=len(names) * (t1 - t0) / self.args.interval,
+            window.t1 - window.t0,
+            window.cpu,
+            expected_probes=len(names) * (window.t1 - window.t0) / self.args.interval,
             peak_rss_kib=hwm,
             scrape_ms=1000 * statistics.median(timed["seconds"]),
             scrape_ms_min=1000 * min(timed["seconds"]),
             series_per_registry=sample_count(timed["body"]),
             healthy=scrapes["probe_success"].get("1", 0) / max(1, scrapes["scrapes"]),
-            other_cores=others,
+            lab_cores=window.lab_cores,
+            other_cores=window.other_cores,
             host_processes=self.host_processes,
             driver=scrapes,
             **asdict(sched),
@@ -544,7 +564,7 @@ def _driver_summary(per_url: list[dict[str, Any]]) -> dict[str, Any]:
 
 HEADER = (
     "registries", "prober", "probes", "expected", "cpu ms/probe", "peak RSS MB", "scrape ms (min)",
-    "series/reg", "ok %", "others", "every interval",
+    "series/reg", "ok %", "lab", "others", "every interval",
 )  # fmt: skip
 
 
@@ -565,6 +585,7 @@ def table_rows(pairs: list[tuple[Measurement, Measurement]]) -> list[list[str]]:
                     + ("*" if m.prober == "blackbox" else ""),
                     f"{m.series_per_registry:.1f}" + ("+5" if m.prober == "blackbox" else ""),
                     f"{100 * m.healthy:.0f}",
+                    f"{m.lab_cores:.2f}",
                     f"{m.other_cores:.2f}",
                     ("yes" if m.on_schedule else "NO") + late,
                 ]
@@ -580,6 +601,7 @@ def table_rows(pairs: list[tuple[Measurement, Measurement]]) -> list[list[str]]:
                 f"{r['peak_rss']:.2f}x",
                 "",
                 f"{r['series']:.2f}x",
+                "",
                 "",
                 "",
                 "",
@@ -612,7 +634,8 @@ def print_table(pairs: list[tuple[Measurement, Measurement]]) -> None:
         "series/reg: +5 are what Prometheus adds per blackbox target (up, scrape_*); "
         "the ratio counts them.\n"
         "ok %: checks passing at the end (agent) or probe_success 1 (blackbox); "
-        "others: cores busy with everything else (registry, DNS, driver, other work) in the window."
+        "lab: cores used by the registry, DNS server and driver; others: by everything else on "
+        "the machine (a quiet machine: near 0)."
     )
 
 
@@ -633,7 +656,8 @@ def print_spread(pairs: list[tuple[Measurement, Measurement]]) -> None:
             ("agent /metrics ms", [a.scrape_ms for a, _ in runs]),
             ("agent /metrics min ms", [a.scrape_ms_min for a, _ in runs]),
             ("agent probes/expected", [a.probes / a.expected_probes for a, _ in runs]),
-            ("others, cores", [a.other_cores for a, _ in runs]),
+            ("lab, cores (agent run)", [a.lab_cores for a, _ in runs]),
+            ("others, cores (agent run)", [a.other_cores for a, _ in runs]),
         ):
             print(
                 f"  {label:<22} {min(values):8.2f} {statistics.median(values):8.2f} "
