@@ -45,15 +45,19 @@ def test_registry_log_times_keep_microseconds_and_zone() -> None:
 
 
 def test_collapsed_stacks_give_own_and_cumulative_shares(tmp_path: Path) -> None:
-    """Own time goes to the leaf, cumulative once per stack, `under` counts whole stacks."""
+    """Own time goes to the leaf, cumulative once per stack, `under` counts whole stacks; the
+    loop's wait in select() is left out (and counted apart)."""
     path = tmp_path / "raw.txt"
     path.write_text(
         "main (probe/cli.py:1);probe (probe/engine.py:5);stat (pathlib.py:9) 6\n"
         "main (probe/cli.py:1);probe (probe/engine.py:7);probe (probe/engine.py:5) 3\n"
         "main (probe/cli.py:2);render (probe/metrics.py:3) 1\n"
+        "main (probe/cli.py:2);_run_once (asyncio/base_events.py:9);"
+        "EpollSelector.select (selectors.py:468) 5\n"
     )
     profile = stacks.read_collapsed(path)
-    assert profile.total == 10
+    assert (profile.total, profile.idle) == (10, 5)
+    assert stacks.read_collapsed(path, keep_idle=True).total == 15
     assert profile.own["stat (pathlib.py)"] == 6
     assert profile.cumulative["probe (probe/engine.py)"] == 9  # recursion counted once
     assert stacks.under(profile, "probe") == pytest.approx(0.9)
