@@ -660,7 +660,7 @@ def print_spread(pairs: list[tuple[Measurement, Measurement]]) -> None:
             ("others, cores (agent run)", [a.other_cores for a, _ in runs]),
         ):
             print(
-                f"  {label:<22} {min(values):8.2f} {statistics.median(values):8.2f} "
+                f"  {label:<26} {min(values):8.2f} {statistics.median(values):8.2f} "
                 f"{max(values):8.2f}"
             )
 
