@@ -33,7 +33,7 @@ fi
 python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 python3 -m pip install -q -e ".[test]"
 
-python3 -m ruff check probe tests alerts
-python3 -m ruff format --check probe tests alerts
+python3 -m ruff check probe tests alerts bench
+python3 -m ruff format --check probe tests alerts bench
 python3 -m mypy --strict probe
 python3 -m pytest "$@"
