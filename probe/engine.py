@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from probe.checks import CheckFn, Endpoint, Outcome, Probe, check_functions
+from probe.checks import proxy as proxy_check
 from probe.checks.client import NodeClient
 from probe.config import (
     DOCKER_HUB_REGISTRY,
@@ -54,10 +55,6 @@ _PHASE = {
 _TIMEOUT: dict[CheckKind, tuple[Reason, str]] = {
     CheckKind.DNS: (Reason.DNS_TIMEOUT, "lookup {host}: i/o timeout (no resolver answered)"),
     CheckKind.TCP: (Reason.TCP_TIMEOUT, "dial tcp {address}: i/o timeout (SYN unanswered)"),
-    CheckKind.PROXY: (
-        Reason.PROXY_UNREACHABLE,
-        "proxyconnect tcp: i/o timeout (the proxy did not answer or tunnel)",
-    ),
     CheckKind.TLS: (Reason.TLS_HANDSHAKE_TIMEOUT, "net/http: TLS handshake timeout"),
     CheckKind.HTTP: (
         Reason.HTTP_TIMEOUT,
@@ -213,7 +210,9 @@ class Engine:
         )
         run = _HostRun(host, main, [main])
         try:
-            context = self._ssl_context(registry, host, view) if address.tls else None
+            # A plain-http registry needs one too when an https proxy stands in front of it:
+            # Go verifies the proxy with the transport's TLS config.
+            context = self._ssl_context(registry, host, view)
         except (OSError, ssl.SSLError) as error:
             run.results.append(_trust_failure(main, error))
             return run
@@ -233,7 +232,7 @@ class Engine:
         reachable = all(c.result.ok for c in checks)
         if auth is not None and auth.name not in {main.name, *(b.name for b in blobs)}:
             run.endpoints.append(auth)
-            checked = await self._probe_endpoint(auth, context if auth.tls else None, view)
+            checked = await self._probe_endpoint(auth, context, view)
             run.results += [c.result for c in checked]
         for task in blob_tasks:
             run.results += [c.result for c in task.result()]
@@ -300,12 +299,17 @@ class Engine:
             async with asyncio.timeout(timeout):
                 return await self._checks[kind](probe)
         except TimeoutError:
-            reason, words = _TIMEOUT[kind]
-            address = probe.address or ""
-            target = f"[{address}]" if ":" in address else address
-            detail = words.format(
-                host=probe.endpoint.host, address=f"{target}:{probe.endpoint.port}"
-            )
+            if kind == CheckKind.PROXY:
+                # How far it got decides: the proxy silent, its TLS stalled, or the tunnel
+                # asked for and never opened (the proxy still trying the registry).
+                reason, detail = proxy_check.timeout_reason(probe)
+            else:
+                reason, words = _TIMEOUT[kind]
+                address = probe.address or ""
+                target = f"[{address}]" if ":" in address else address
+                detail = words.format(
+                    host=probe.endpoint.host, address=f"{target}:{probe.endpoint.port}"
+                )
             elapsed = time.perf_counter() - started
             phases = {"processing": elapsed} if kind == CheckKind.HTTP else {_PHASE[kind]: elapsed}
             return Outcome.failed(reason, f"{detail}, after {timeout:g}s", phases=phases)
@@ -565,19 +569,29 @@ def _with_route_verdict(
 ) -> list[CheckResult]:
     """Fold route consistency into the registry's `proxy` check (one result per check).
 
-    A tunnel that failed keeps its own reason; otherwise runtimes that disagree are
-    `proxy_mismatch`, and a CRI runtime running with other settings than its files is
-    `proxy_restart_pending`. A direct route gets a `proxy` check of its own for this verdict.
+    A tunnel that failed keeps its own reason, and says so when a restart is pending too (the
+    running process uses another proxy than its unit files now name: the fix may already be
+    written); otherwise runtimes that disagree are `proxy_mismatch`, and a CRI runtime running
+    with other settings than its files is `proxy_restart_pending`. A direct route gets a `proxy`
+    check of its own for this verdict. What Go would make of a malformed setting (the route's
+    problem) is added to the detail.
     """
     mismatch = routes.mismatch(runtime_routes)
     pending = routes.restart_pending()
     said = "; ".join(
         f"{r.runtime} goes {'through ' + (r.proxy or '') if r.route == 'proxy' else 'direct'}"
+        + (f" ({r.problem})" if r.problem else "")
         for r in runtime_routes
     )
     index = next((i for i, r in enumerate(results) if r.check == CheckKind.PROXY), None)
     current = results[index] if index is not None else None
     if current is not None and not current.ok:
+        if pending is None:
+            return results
+        assert index is not None  # noqa: S101 - found together with current
+        results = list(results)
+        detail = f"{current.detail}; and a restart is pending: {pending}"
+        results[index] = dataclasses.replace(current, detail=detail)
         return results
     verdict: tuple[bool, Reason | None, str]
     if mismatch is not None:

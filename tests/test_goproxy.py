@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from probe.checks.proxy import dial_address
 from probe.node.goproxy import (
     CGIProxyError,
     InvalidProxyError,
@@ -352,6 +353,7 @@ def test_arbitrary_proxy_value_decides_or_raises_invalid(value: str, no_proxy: s
         ("http://proxy", ("proxy", 80)),
         ("https://proxy", ("proxy", 443)),
         ("socks5://[2001:db8::1]", ("2001:db8::1", 1080)),
+        ("socks5h://proxy", ("proxy", 1080)),
         ("foo://proxy", None),  # no default port for an unknown scheme: Go's dial fails
         ("http://proxy:99999", None),
     ],
@@ -360,4 +362,4 @@ def test_proxy_address(value: str, address: tuple[str, int] | None) -> None:
     """The proxy's host and port to connect to, the scheme's default port filled in."""
     decision = decide(ProxyEnv(https_proxy=value), "https", "r.io")
     assert decision.proxy is not None
-    assert decision.proxy.address == address
+    assert dial_address(decision.proxy) == address

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from fakeprocs import FakeProcess, FakeProcesses
 
-from probe.config import Config
+from probe.config import Config, RegistryAddress, RegistryConfig
 from probe.engine import Engine
 from probe.node.processes import ProcessSource
 from probe.node.routes import NodeRoutes
 from probe.node.view import NodeReader
 from probe.reasons import CheckKind, Reason
+from probe.views.advice import advice_for
 
 HOSTS = Path(__file__).parent / "data" / "hosts"
 
@@ -67,3 +68,62 @@ def test_mismatch_is_the_registry_proxy_check() -> None:
         ("containerd", "direct"),
         ("dockerd", "proxy"),
     }
+
+
+def test_a_failing_proxy_says_when_a_restart_is_pending() -> None:
+    """The running containerd's proxy refuses, and its unit already names another proxy: the
+    failure keeps its reason, and the detail and the fix say the restart may be all it takes."""
+    processes = FakeProcesses([FakeProcess("containerd", {"HTTPS_PROXY": "http://127.0.0.1:1"})])
+    reader = NodeReader(str(CONTAINERD_1_7), ("containerd",), processes=processes)
+    config = Config(
+        host_root=str(CONTAINERD_1_7),
+        timeout=2.0,
+        discover=False,
+        registries=(RegistryConfig(RegistryAddress.parse("registry.lab.test")),),
+    )
+    _, (report,) = asyncio.run(Engine(config, reader=reader).probe_all())
+    failure = report.first_failure
+    assert failure is not None
+    assert (failure.check, failure.reason) == (CheckKind.PROXY, Reason.PROXY_UNREACHABLE)
+    assert "a restart is pending" in failure.detail
+    advice = advice_for(failure)
+    assert "systemctl daemon-reload && systemctl restart containerd" in advice
+    assert "s3cret" not in failure.detail + advice  # the unit's proxy password stays hidden
+
+
+def test_a_proxy_that_takes_the_request_and_never_tunnels_is_its_upstream() -> None:
+    """A proxy that reads CONNECT and never answers (squid waiting on a SYN a firewall drops)
+    is `proxy_upstream_failed` when the deadline ends the check, not `proxy_unreachable`."""
+
+    async def scenario() -> None:
+        requests: list[bytes] = []
+        done = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                requests.append(await reader.readuntil(b"\r\n\r\n"))
+                await done.wait()
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        env = {"HTTPS_PROXY": f"http://127.0.0.1:{port}"}
+        processes = FakeProcesses([FakeProcess("containerd", env)])
+        reader = NodeReader(str(CONTAINERD_1_7), ("containerd",), processes=processes)
+        config = Config(
+            host_root=str(CONTAINERD_1_7),
+            timeout=1.0,
+            discover=False,
+            registries=(RegistryConfig(RegistryAddress.parse("registry.lab.test")),),
+        )
+        async with server:
+            report = await Engine(config, reader=reader).probe_registry(config.registries[0])
+            done.set()
+            await asyncio.sleep(0.05)  # let the handler close its side
+        failure = report.first_failure
+        assert failure is not None
+        assert (failure.check, failure.reason) == (CheckKind.PROXY, Reason.PROXY_UPSTREAM_FAILED)
+        assert requests and requests[0].startswith(b"CONNECT registry.lab.test:443 ")
+
+    asyncio.run(scenario())

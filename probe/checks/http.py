@@ -21,7 +21,7 @@ import httpcore
 from probe.checks import USER_AGENT, Outcome, Probe
 from probe.checks.challenge import parse_challenges
 from probe.checks.connection import ConnectionStream
-from probe.checks.proxy import proxy_authorization
+from probe.checks.proxy import proxy_authorization, sends_absolute_form
 from probe.display import clip
 from probe.reasons import Reason
 
@@ -78,8 +78,9 @@ async def run(probe: Probe) -> Outcome:
     started = time.perf_counter()
     path = f"{endpoint.api_root.rstrip('/')}/"  # /v2/, or a mirror's /some/path/v2/
     target, headers = path, [("Accept", "application/json")]
-    if probe.proxy is not None and not endpoint.tls:
-        # Go asks a proxy for a plain-http URL in absolute form, with its credentials.
+    if probe.proxy is not None and not endpoint.tls and sends_absolute_form(probe.proxy):
+        # Go asks an HTTP proxy for a plain-http URL in absolute form, with its credentials;
+        # through a SOCKS tunnel the request goes as to the registry itself.
         target = f"http://{endpoint.host_header}{path}"
         credentials = proxy_authorization(probe.proxy)
         if credentials is not None:

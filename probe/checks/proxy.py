@@ -46,7 +46,6 @@ SOCKS), and a head longer than `CONNECT_HEAD_LIMIT` is not a tunnel.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import ssl
 import time
@@ -92,32 +91,16 @@ def dial_address(proxy: ProxyURL) -> tuple[str, int] | None:
     if not proxy.host:
         return None
     if proxy.port:
-        return (proxy.host, int(proxy.port)) if proxy.port.isdigit() else None
+        usable = proxy.port.isdigit() and 0 < int(proxy.port) < 65536
+        return (proxy.host, int(proxy.port)) if usable else None
     default = _DIAL_PORTS.get(proxy.scheme)
     return (proxy.host, default) if default is not None else None
 
 
 async def run(probe: Probe) -> Outcome:
-    """The check: a tunnel (or, for a plain-http endpoint, a connection) through the proxy,
-    left on the probe for the tls and http checks."""
-    outcome = await open_tunnel(probe)
-    proxy, connection = probe.proxy, probe.connection
-    if (
-        outcome.ok
-        and connection is not None
-        and proxy is not None
-        and not sends_absolute_form(proxy)
-        and not probe.endpoint.tls
-    ):
-        # The http check asks a proxied plain-http endpoint in absolute form, with the proxy's
-        # credentials: right for an HTTP proxy, wrong through a SOCKS tunnel (Go sends the
-        # request as to the registry itself). Until it tells them apart, GET /v2/ is not sent.
-        await connection.aclose()
-        probe.connection = None
-        return dataclasses.replace(
-            outcome, detail=f"{outcome.detail}; GET /v2/ over a SOCKS tunnel is not probed yet"
-        )
-    return outcome
+    """The check: a tunnel (or, for a plain-http endpoint behind an HTTP proxy, a connection to
+    the proxy) through the proxy, left on the probe for the tls and http checks."""
+    return await open_tunnel(probe)
 
 
 async def open_tunnel(probe: Probe) -> Outcome:

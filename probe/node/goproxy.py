@@ -114,14 +114,6 @@ class ProxyURL:
     def redacted(self) -> str:
         return redact_url(self.url)
 
-    @property
-    def address(self) -> tuple[str, int] | None:
-        """Where to connect: host and port, the scheme's default port filled in as Go does."""
-        port = self.port or DEFAULT_PORTS.get(self.scheme, "")
-        if not self.host or not port.isdigit() or not 0 < int(port) < 65536:
-            return None
-        return self.host, int(port)
-
 
 @dataclass(frozen=True)
 class ProxyDecision:

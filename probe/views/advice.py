@@ -155,6 +155,7 @@ _ADVICE: dict[Reason, str] = {
 
 
 _DETAIL_IS_THE_FIX = frozenset({Reason.PROXY_MISMATCH, Reason.PROXY_RESTART_PENDING})
+_PENDING = "and a restart is pending: "  # how the engine adds a pending restart to a failure
 
 # A tls_* reason on the proxy check is about an https proxy's certificate, not the registry's.
 _PROXY_TLS = (
@@ -179,6 +180,9 @@ def advice_for(result: CheckResult) -> str:
     if result.reason in _DETAIL_IS_THE_FIX:
         # The check's detail names the runtimes, the files and the command: the fix itself.
         advice = f"{advice} {result.detail}"
+    elif _PENDING in result.detail:
+        # The unit files may already hold the fix: the running process has not read them.
+        advice = f"{advice} Before changing anything: {result.detail.split(_PENDING, 1)[1]}"
     return advice
 
 
