@@ -127,8 +127,9 @@ class Engine:
             self._registries = (view.generation, registries, problems)
         return self._registries[1]
 
-    def problems(self, view: NodeView) -> tuple[NodeProblem, ...]:
+    def problems(self, view: NodeView | None = None) -> tuple[NodeProblem, ...]:
         """What the node's files get wrong: the view's problems and unusable discovered hosts."""
+        view = view or self.node()
         self.registries(view)
         assert self._registries is not None  # noqa: S101 - set by registries()
         return (*view.problems, *self._registries[2])

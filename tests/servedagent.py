@@ -22,6 +22,7 @@ import httpx
 from test_agent import report
 
 from probe.config import Config, RegistryAddress, RegistryConfig, parse_listen
+from probe.node.problems import NodeProblem
 from probe.reasons import CheckKind
 from probe.result import CheckResult, RegistryReport
 
@@ -70,6 +71,9 @@ class LagEngine:
 
     def registries(self) -> tuple[RegistryConfig, ...]:
         return self.config.registries
+
+    def problems(self) -> tuple[NodeProblem, ...]:
+        return ()
 
     def reconfigured(self, config: Config) -> LagEngine:
         return LagEngine(config)

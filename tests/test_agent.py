@@ -31,6 +31,7 @@ from probe.agent.scheduler import JITTER, Agent, jittered
 from probe.agent.server import AgentApp, HttpServer
 from probe.cli import main
 from probe.config import Config, ConfigError, RegistryAddress, RegistryConfig, parse_listen
+from probe.node.problems import NodeProblem
 from probe.reasons import CheckKind, Reason
 from probe.result import CheckResult, RegistryReport
 
@@ -87,6 +88,9 @@ class FakeEngine:
 
     def registries(self) -> tuple[RegistryConfig, ...]:
         return self.config.registries
+
+    def problems(self) -> tuple[NodeProblem, ...]:
+        return ()
 
     def reconfigured(self, config: Config) -> FakeEngine:
         return type(self)(config)
@@ -648,3 +652,43 @@ def test_bad_listen_address_exits_two() -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["run", "--listen", "nowhere"])
     assert stopped.value.code == 2
+
+
+def test_node_problems_are_logged_when_they_come_and_go_and_counted() -> None:
+    """A problem in the node's files is one warning when it appears, one line when it is gone,
+    and a count per runtime in /metrics while it lasts."""
+    stream = io.StringIO()
+    setup_logging("json", stream)
+    problem = NodeProblem(
+        "/etc/systemd/system/containerd.service.d/http-proxy.conf",
+        "unknown specifier %z: assignment ignored",
+        line=2,
+        effect="containerd starts without this setting",
+        runtime="containerd",
+    )
+    found: list[NodeProblem] = [problem]
+
+    class ProblemEngine(FakeEngine):
+        def problems(self) -> tuple[NodeProblem, ...]:
+            return tuple(found)
+
+    async def scenario() -> None:
+        config = config_of("a.example", interval=0.05)
+        agent = Agent(ProblemEngine(config), lambda: config)
+        async with running(agent) as url, client() as http:
+            await eventually(lambda: agent.ready, "first cycle")
+            text = (await http.get(f"{url}/metrics")).text
+            assert sample(text, "registry_probe_node_config_problems", runtime="containerd") == 1
+            found.clear()
+            await eventually(lambda: "gone" in stream.getvalue(), "the problem gone")
+            text = (await http.get(f"{url}/metrics")).text
+        assert "registry_probe_node_config_problems{" not in text
+
+    asyncio.run(scenario())
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    said = [(line["msg"], line.get("file")) for line in lines if "problem" in line["msg"]]
+    where = "/etc/systemd/system/containerd.service.d/http-proxy.conf:2"
+    assert said == [
+        ("node configuration problem", where),
+        ("node configuration problem gone", where),
+    ]

@@ -29,6 +29,7 @@ from typing import Protocol
 
 from probe.agent.logs import CheckStates, log_changes
 from probe.config import Config, ConfigError, RegistryConfig
+from probe.node.problems import NodeProblem
 from probe.result import RegistryReport
 from probe.views.metrics import ProbeCollector, build_registry
 
@@ -52,6 +53,8 @@ class EngineLike(Protocol):
     def config(self) -> Config: ...
 
     def registries(self) -> tuple[RegistryConfig, ...]: ...
+
+    def problems(self) -> tuple[NodeProblem, ...]: ...
 
     async def probe_registry(self, registry: RegistryConfig) -> RegistryReport: ...
 
@@ -92,6 +95,7 @@ class Agent:
         self._attempted: set[str] = set()
         self._troubled: dict[str, str] = {}  # registry -> what went wrong with its last probe
         self._ready = False
+        self._problems: frozenset[NodeProblem] = frozenset()
         self.last_tick = time.monotonic()
         self._sync_registries()
 
@@ -249,14 +253,18 @@ class Agent:
 
     def _sync_registries(self, *, announce: bool = True) -> tuple[set[str], set[str]]:
         """Take the engine's registries (config plus what the node view names); a new or
-        changed one is due now, the others keep their schedule. Returns (added, removed)."""
+        changed one is due now, the others keep their schedule. Returns (added, removed).
+        The node's configuration problems are taken along: logged when they appear and when
+        they are gone, counted in the metrics."""
         try:
             wanted = {r.label: r for r in self._engine.registries()}
+            problems = frozenset(self._engine.problems())
         # The outermost edge: reading the node must never stop the scheduler; the last list
         # stands until it reads again.
         except Exception:
             self._engine_trouble("", "reading the node failed unexpectedly", exc_info=True)
             return set(), set()
+        self._sync_problems(problems)
         if wanted == self._registries:
             return set(), set()
         old = self._registries
@@ -285,6 +293,20 @@ class Agent:
                 },
             )
         return set(added), set(removed)
+
+    def _sync_problems(self, problems: frozenset[NodeProblem]) -> None:
+        if problems == self._problems:
+            return
+        for problem in sorted(problems - self._problems, key=lambda p: (p.source, p.line or 0)):
+            fields = {"file": problem.where, "runtime": problem.runtime, "problem": problem.message}
+            if problem.effect:
+                fields["effect"] = problem.effect
+            log.warning("node configuration problem", extra={"fields": fields})
+        for problem in sorted(self._problems - problems, key=lambda p: (p.source, p.line or 0)):
+            fields = {"file": problem.where, "runtime": problem.runtime}
+            log.info("node configuration problem gone", extra={"fields": fields})
+        self._problems = problems
+        self.collector.node_problems = tuple(problems)
 
     def _reload(self) -> None:
         old_config = self._engine.config

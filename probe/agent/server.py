@@ -536,9 +536,11 @@ class RenderedMetrics:
 
     def _state(self) -> tuple[object, ...]:
         """What the collector renders from: the report objects themselves (held, so compared by
-        identity) and the reload flag. A new report or a reload makes a new state."""
-        reports: tuple[RegistryReport, ...] = tuple(self._agent.collector.reports().values())
-        return (*reports, self._agent.collector.config_reload_success)
+        identity), the reload flag and the node's problems. A new report, a reload or a change
+        of the node's problems makes a new state."""
+        collector = self._agent.collector
+        reports: tuple[RegistryReport, ...] = tuple(collector.reports().values())
+        return (*reports, collector.config_reload_success, collector.node_problems)
 
     @staticmethod
     def _same(left: tuple[object, ...], right: tuple[object, ...]) -> bool:

@@ -18,7 +18,7 @@ class NodeProblem:
     message: str  # what is wrong, in words that name the file
     line: int | None = None
     effect: str = ""  # what the runtime does instead ("containerd ignores this line")
-    runtime: str = "node"  # containerd, dockerd, crio, k3s, or node (read by every runtime)
+    runtime: str = "system"  # containerd, dockerd, crio, k3s, rke2; system: read by every one
 
     @property
     def where(self) -> str:

@@ -15,6 +15,7 @@ and a node that does not change costs one round of `stat`s per interval.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -201,10 +202,26 @@ def _node_name(fs: HostFS) -> str:
     return socket.gethostname()
 
 
-def _runtime_problems(files: dict[str, RuntimeProxyConfig]) -> list[NodeProblem]:
+_SYSTEMD_PROBLEM = re.compile(r"(?P<source>/[^:\s]+): (?:line (?P<line>\d+): )?(?P<message>.+)")
+
+
+def _runtime_problems(files: Mapping[str, RuntimeProxyConfig]) -> list[NodeProblem]:
+    """A runtime's unit and daemon.json problems, with the file and line they name."""
     found: list[NodeProblem] = []
     for runtime, config in files.items():
-        source = config.unit or runtime
         for problem in config.problems:
-            found.append(NodeProblem(source=source, message=problem, runtime=runtime))
+            match = _SYSTEMD_PROBLEM.fullmatch(problem)
+            if match is None:
+                found.append(NodeProblem(config.unit or runtime, problem, runtime=runtime))
+                continue
+            line = match.group("line")
+            found.append(
+                NodeProblem(
+                    match.group("source"),
+                    problem,
+                    int(line) if line else None,
+                    f"{runtime} starts without this setting",
+                    runtime,
+                )
+            )
     return found

@@ -13,6 +13,7 @@ no IP per request, no error text, no username.
 from __future__ import annotations
 
 import gzip
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from probe import __version__
+from probe.node.problems import NodeProblem
 from probe.reasons import PHASES, CheckKind
 from probe.result import CheckResult, RegistryReport
 
@@ -148,6 +150,14 @@ MIRROR_UP = _spec(
     "1 when the mirror (a host the runtime tries before the registry itself) passes every "
     "check, 0 when pulls wait for it to fail; only for registries with mirrors.",
 )
+NODE_CONFIG_PROBLEMS = _spec(
+    "registry_probe_node_config_problems",
+    "gauge",
+    ("runtime",),
+    "Problems in the node's configuration files that a runtime cannot use as written "
+    "(runtime=system for files every runtime reads); absent while there are none. "
+    "`registry-probe check` names each file, line and effect.",
+)
 CONFIG_RELOAD = _spec(
     "registry_probe_config_last_reload_success",
     "gauge",
@@ -180,6 +190,7 @@ METRICS: tuple[MetricSpec, ...] = (
     PROXY_CONSISTENT,
     PULLABLE,
     MIRROR_UP,
+    NODE_CONFIG_PROBLEMS,
     CONFIG_RELOAD,
     BUILD_INFO,
 )
@@ -247,6 +258,7 @@ class ProbeCollector(Collector):
         self._failures: dict[FailureKey, int] = {}
         self._configured: frozenset[str] = frozenset()
         self.config_reload_success = True
+        self.node_problems: tuple[NodeProblem, ...] = ()  # set by the agent when they change
 
     def configure(self, registries: Iterable[str]) -> None:
         """Set the registries of the current config; every series of any other one disappears."""
@@ -278,6 +290,9 @@ class ProbeCollector(Collector):
             self._render_report(report, families)
         for (registry, endpoint, check, reason), count in sorted(self._failures.items()):
             families[FAILURES_TOTAL].add_metric([registry, endpoint, check, reason], count)
+        counts = Counter(p.runtime for p in self.node_problems)
+        for runtime, count in sorted(counts.items()):
+            families[NODE_CONFIG_PROBLEMS].add_metric([runtime], count)
         families[CONFIG_RELOAD].add_metric([], 1.0 if self.config_reload_success else 0.0)
         families[BUILD_INFO].add_metric([self._version], 1.0)
         yield from families.values()
