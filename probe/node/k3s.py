@@ -11,7 +11,16 @@ for the rest. Mirrors are given pull and resolve, the default endpoint every cap
 
 from __future__ import annotations
 
-from probe.node.files import Problems, boolean, dig, endpoint, load_yaml, string_list, table
+from probe.node.files import (
+    Problems,
+    boolean,
+    dig,
+    endpoint,
+    load_yaml,
+    string_list,
+    table,
+    unreadable_cas,
+)
 from probe.node.hostfs import HostFS
 from probe.node.registries import (
     ALL_CAPABILITIES,
@@ -90,7 +99,9 @@ def read_registries_yaml(fs: HostFS, distribution: str) -> NodeRegistries:
                 upstream.address, "/v2", ALL_CAPABILITIES, cas, skip, "default", upstream=True
             )
         )
-        plans[name] = PullPlan(name, tuple(hosts), distribution, rule, source)
+        named = tuple(ca for host in hosts for ca in host.ca_files)
+        problem = unreadable_cas(fs, named, source, problems, distribution)
+        plans[name] = PullPlan(name, tuple(hosts), distribution, rule, source, problem)
     return NodeRegistries(
         distribution,
         rule,

@@ -32,6 +32,15 @@ from probe.node.hostfs import HostFS
 from probe.node.systemd import UnitEnvironment, effective_environment
 from probe.result import RuntimeRoute
 
+# What k3s's install script (get.k3s.io) and RKE2's packages write as the unit's environment
+# lines (k3s-io/k3s install.sh create_systemd_service_file; rancher/rke2 bundle/lib/systemd):
+# used when the unit itself is not under the host root.
+INSTALLED_UNITS = {
+    "k3s": "[Service]\nEnvironmentFile=-/etc/default/%N\nEnvironmentFile=-/etc/sysconfig/%N\n"
+    "EnvironmentFile=-/etc/systemd/system/k3s.service.env\n",
+    "rke2": "[Service]\nEnvironmentFile=-/etc/default/%N\nEnvironmentFile=-/etc/sysconfig/%N\n"
+    "EnvironmentFile=-/usr/local/lib/systemd/system/%N.env\n",
+}
 K3S_UNITS: tuple[str, ...] = (
     "k3s.service",
     "k3s-agent.service",
@@ -59,6 +68,8 @@ SPECS: Mapping[str, RuntimeSpec] = {
             "/etc/containerd",
             "/var/lib/rancher/k3s/agent/etc/containerd",
             "/var/lib/rancher/rke2/agent/etc/containerd",
+            "/etc/rancher/k3s",  # k3s and RKE2 run their own containerd
+            "/etc/rancher/rke2",
         ),
         "containerd",
         "containerd",
@@ -152,6 +163,18 @@ def read_runtime(
         evidence.append(f"process {spec.process}")
     if not evidence:
         return None
+    if unit_env is None:
+        # The runtime runs, its unit file is not under the host root: its drop-ins and
+        # DefaultEnvironment= still apply; k3s's and RKE2's unit is the one their installers
+        # write, with its EnvironmentFile= lines.
+        name, text = spec.units[0], ""
+        for distribution, unit_name in (("rke2", "rke2-server.service"), ("k3s", "k3s.service")):
+            if runtime == "containerd" and fs.is_dir(f"/etc/rancher/{distribution}"):
+                name, text = unit_name, INSTALLED_UNITS[distribution]
+                break
+        assumed = effective_environment(fs, name, assumed=text)
+        if assumed.variables or assumed.dropins or text:
+            unit_env = assumed
 
     environment: dict[str, str] = {}
     sources: dict[str, str] = {}

@@ -540,10 +540,13 @@ def _read_environment_files(
     return result, problems
 
 
-def effective_environment(fs: HostFS, unit: str) -> UnitEnvironment:
+def effective_environment(fs: HostFS, unit: str, assumed: str | None = None) -> UnitEnvironment:
     """The environment systemd gives `unit` (e.g. "containerd.service"), read from the node.
 
     DefaultEnvironment= < Environment= (unit file, then drop-ins by name) < EnvironmentFile=.
+    `assumed` stands for the unit file when it is not under the host root (a runtime known to
+    run, whose unit lives where the agent does not look): its drop-ins and DefaultEnvironment=
+    still apply.
     """
     unit_path: str | None = None
     for directory in UNIT_SEARCH_PATH:
@@ -559,8 +562,13 @@ def effective_environment(fs: HostFS, unit: str) -> UnitEnvironment:
     dropins = tuple(dropin_files(fs, UNIT_SEARCH_PATH, (f"{unit}.d", f"{kind}.d")))
     state = _Accumulator()
     problems: list[str] = []
-    for path in ([unit_path] if unit_path else []) + list(dropins):
-        text = fs.read_text(path) or ""
+    texts: list[tuple[str, str]] = []
+    if unit_path is not None:
+        texts.append((unit_path, fs.read_text(unit_path) or ""))
+    elif assumed is not None:
+        texts.append((f"{unit} (as its installer writes it)", assumed))
+    texts += [(path, fs.read_text(path) or "") for path in dropins]
+    for path, text in texts:
         settings = parse_unit_environment(text, path, unit)
         problems.extend(f"{path}: {p}" for p in settings.problems)
         state.apply(settings)

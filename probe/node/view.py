@@ -183,6 +183,10 @@ def read_registries(fs: HostFS, files: Mapping[str, RuntimeProxyConfig]) -> Node
         unit = files["containerd"].unit
         if unit in K3S_UNITS:
             return read_registries_yaml(fs, "rke2" if unit and unit.startswith("rke2") else "k3s")
+        if unit is None:  # no unit under the host root: k3s's or RKE2's files still tell
+            for distribution in ("rke2", "k3s"):
+                if fs.is_dir(f"/etc/rancher/{distribution}"):
+                    return read_registries_yaml(fs, distribution)
         return read_containerd(fs)
     if decider == "crio":
         return read_crio(fs)
