@@ -13,7 +13,7 @@ from probe.reasons import ROOT_CAUSE, CheckKind, Reason
 class CertFacts:
     """What the served chain says, read even when verification fails."""
 
-    not_after: float  # earliest notAfter in the chain, Unix seconds
+    not_after: float | None  # earliest notAfter in the chain, Unix seconds; None: unreadable
     issuer: str  # issuer of the leaf certificate, as "CN=..., O=..."
     subject: str
     tls_version: str  # e.g. "TLSv1.3"

@@ -188,5 +188,7 @@ def _registry_text(report: RegistryReport) -> list[str]:
     return lines
 
 
-def _iso(timestamp: float) -> str:
+def _iso(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "unknown"
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
