@@ -9,6 +9,13 @@ an HTTP proxy. Deadlines come from the caller's `asyncio.timeout()`.
 
 Every failure before an HTTP answer is a `FetchError` carrying one reason: a proxy, DNS, TCP or
 TLS failure has the reason its check gives, a broken answer is `not_a_registry`.
+
+Credentials (a Basic `Authorization`, a Bearer token of an account, a refresh token in a body)
+go only where a man in the middle cannot read them: over TLS that verified the server (never
+with `skip_verify`: a CERT_NONE context proves nothing about who answers), or over plain HTTP
+only when the registry itself is configured as plain HTTP (the runtime sends them so too). A
+request marked `credentials=True` that breaks the rule is never sent: `CredentialsWithheld`.
+Redirects are never followed: a 3xx is the answer (so credentials never go to another host).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from probe.checks import proxy as proxy_check
 from probe.checks import tcp as tcp_check
 from probe.checks import tls as tls_check
 from probe.checks.http import Response, exchange
-from probe.display import describe_input
+from probe.display import clip, describe_input
 from probe.node.resolver import NodeResolver
 from probe.node.routes import NodeRoutes
 from probe.reasons import Reason
@@ -41,6 +48,15 @@ class FetchError(Exception):
         self.detail = detail
 
 
+class CredentialsWithheld(Exception):
+    """A request with credentials that would go over an unverified or clear-text connection:
+    not sent. The detail says why and never holds a secret."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 @dataclass(frozen=True)
 class NodeClient:
     """Requests from the node: its resolvers, its trust, its CRI runtime's proxies."""
@@ -48,6 +64,21 @@ class NodeClient:
     resolver: NodeResolver
     ssl_context: ssl.SSLContext
     routes: NodeRoutes | None = None  # the CRI runtime's proxies; None: always direct
+    # The registry itself is configured as plain HTTP: its credentials go in the clear to it
+    # and its realm, as the runtime sends them. False: credentials only over verified TLS.
+    plain_http_credentials: bool = False
+
+    def credentials_refused(self, url: str) -> str | None:
+        """Why credentials may not be sent to `url` from this client, or None when they may."""
+        parts = urlsplit(url)
+        host = clip(parts.hostname or "?")
+        if parts.scheme == "https":
+            if tls_check.verifies(self.ssl_context):
+                return None
+            return f"the connection to {host} is not verified (skip_verify)"
+        if parts.scheme == "http" and self.plain_http_credentials:
+            return None
+        return f"{host} would get them in clear text ({parts.scheme or 'no'} scheme)"
 
     async def request(
         self,
@@ -55,9 +86,16 @@ class NodeClient:
         url: str,
         headers: list[tuple[str, str]] | None = None,
         content: bytes = b"",
+        *,
+        credentials: bool = False,
     ) -> Response:
         """One request; raises FetchError (with the reason a check would give) for every
-        failure before an HTTP answer."""
+        failure before an HTTP answer, and CredentialsWithheld, before connecting, for a request
+        with `credentials` that may not go to `url` (`credentials_refused`)."""
+        if credentials:
+            refused = self.credentials_refused(url)
+            if refused is not None:
+                raise CredentialsWithheld(f"credentials not sent: {refused}")
         parts = urlsplit(url)
         try:
             port = parts.port
@@ -87,9 +125,9 @@ class NodeClient:
                     # Go asks an HTTP proxy for a plain-http URL in absolute form, with the
                     # proxy's credentials (transport.go: pconn.isProxy, mutateHeaderFunc).
                     target = f"http://{endpoint.host_header}{target}"
-                    credentials = proxy_check.proxy_authorization(proxy)
-                    if credentials is not None:
-                        extra.append(("Proxy-Authorization", credentials))
+                    proxy_credentials = proxy_check.proxy_authorization(proxy)
+                    if proxy_credentials is not None:
+                        extra.append(("Proxy-Authorization", proxy_credentials))
                 return await self._over(probe, method, url, target, extra, content)
             finally:
                 await _close(probe)
