@@ -8,7 +8,9 @@ An answer the resolver gave but that cannot be used is not a timeout: a CNAME ch
 or runs past dnspython's 16 links (`dns.message.ChainTooLong`; a recursive resolver answers
 SERVFAIL for the same loop, and Go finds no address in it) and a malformed answer are
 `dns_servfail`, with what was wrong in the detail. Only unanswered queries and network errors
-on the way to the resolver are `dns_timeout`.
+on the way to the resolver are `dns_timeout`; a socket the agent could not open (out of file
+descriptors) is one too, with a detail saying it is the agent's trouble
+(`probe.checks.descriptors`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import dns.rdatatype
 import dns.resolver
 
 from probe.checks import Outcome, Probe
+from probe.checks.descriptors import log_shortage, shortage
 from probe.display import clip
 from probe.reasons import Reason
 
@@ -77,6 +80,8 @@ async def run(probe: Probe) -> Outcome:
             phases=phases,
             addresses=tuple(addresses),
         )
+    for error in _problems(errors):
+        log_shortage(error, f"lookup {host}")
     reason, why = classify(errors)
     return Outcome.failed(reason, f"{host}: {why} (resolvers: {servers})", phases=phases)
 
@@ -91,6 +96,16 @@ async def _query(
     return [rdata.to_text() for rdata in answer]
 
 
+def _problems(errors: list[Exception]) -> list[BaseException]:
+    """The errors of a lookup, with those of each resolver a NoNameservers carries."""
+    found: list[BaseException] = []
+    for error in errors:
+        found.append(error)
+        if isinstance(error, dns.resolver.NoNameservers):
+            found += [e[3] for e in error.kwargs.get("errors", []) if isinstance(e[3], Exception)]
+    return found
+
+
 def classify(errors: list[Exception]) -> tuple[Reason, str]:
     """The one reason for a failed resolution; NXDOMAIN wins, as Go reports `no such host`."""
     if not errors:
@@ -101,6 +116,7 @@ def classify(errors: list[Exception]) -> tuple[Reason, str]:
     io_errors: list[str] = []
     chains: list[str] = []  # resolvers whose answer was a CNAME loop or too long a chain
     unusable: list[str] = []  # resolvers whose answer could not be parsed or used
+    local: list[str] = []  # the agent could not open a socket: nothing was asked
     problems: list[tuple[str, object]] = [("", e) for e in errors]
     for error in errors:
         if isinstance(error, dns.resolver.NoNameservers):
@@ -109,7 +125,10 @@ def classify(errors: list[Exception]) -> tuple[Reason, str]:
         where = f"{clip(server)}: " if server else ""
         if isinstance(problem, dns.resolver.NoNameservers):
             continue  # its entries are in `problems`
-        if isinstance(problem, str):
+        words = shortage(problem) if isinstance(problem, BaseException) else None
+        if words is not None:
+            local.append(words)
+        elif isinstance(problem, str):
             rcodes.add(problem)
         elif isinstance(problem, dns.message.ChainTooLong):
             chains.append(server or "the resolver")
@@ -131,6 +150,8 @@ def classify(errors: list[Exception]) -> tuple[Reason, str]:
         )
     if unusable:
         return Reason.DNS_SERVFAIL, f"the resolver's answer cannot be used ({'; '.join(unusable)})"
+    if local:
+        return Reason.DNS_TIMEOUT, local[0]
     if any(isinstance(e, dns.exception.Timeout | TimeoutError) for e in errors) or io_errors:
         why = "; ".join(io_errors) if io_errors else "no resolver answered in time"
         return Reason.DNS_TIMEOUT, why
