@@ -61,9 +61,11 @@ async def exchange(
     try:
         response = await http.handle_async_request(request)
         headers_at = time.perf_counter()
+        connection.answered, connection.body_received = response.status, 0
         body = b""
         async for chunk in response.aiter_stream():
             body += chunk
+            connection.body_received = len(body)
             if len(body) >= BODY_LIMIT:
                 break
         done = time.perf_counter()
@@ -98,6 +100,24 @@ async def run(probe: Probe) -> Outcome:
     verdict = classify(response.status, response.headers, response.body)
     detail = f"GET {path} on {endpoint.name}: {verdict.detail}"
     return dataclasses.replace(verdict, detail=detail, phases=phases, status=response.status)
+
+
+def timeout_detail(probe: Probe) -> str:
+    """The words when the caller's deadline ends the http check, by how far the answer got:
+    no headers is Go's "awaiting headers"; headers and a body still arriving is Go's "while
+    reading body" (net/http's Client.Timeout errors)."""
+    path = f"{probe.endpoint.api_root.rstrip('/')}/"
+    connection = probe.connection
+    if connection is None or connection.answered is None:
+        return (
+            f"GET {clip(path)}: connected, but no HTTP answer "
+            "(Client.Timeout exceeded while awaiting headers)"
+        )
+    return (
+        f"GET {clip(path)}: {connection.answered} received, the body was still arriving "
+        f"({connection.body_received} bytes read; Client.Timeout or context cancellation "
+        "while reading body)"
+    )
 
 
 def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Outcome:
