@@ -33,7 +33,7 @@ from probe.checks import proxy as proxy_check
 from probe.checks import tcp as tcp_check
 from probe.checks import tls as tls_check
 from probe.checks.http import Response, exchange
-from probe.display import clip, describe_input
+from probe.display import SHOWN_MAX, clip, describe_input
 from probe.node.resolver import NodeResolver
 from probe.node.routes import NodeRoutes
 from probe.reasons import Reason
@@ -96,6 +96,7 @@ class NodeClient:
             refused = self.credentials_refused(url)
             if refused is not None:
                 raise CredentialsWithheld(f"credentials not sent: {refused}")
+        shown = clip(url, SHOWN_MAX)  # a realm is the registry's text: bounded in every detail
         parts = urlsplit(url)
         try:
             port = parts.port
@@ -117,7 +118,7 @@ class NodeClient:
                 if probe.connection is None:
                     raise FetchError(
                         Reason.PROXY_UNREACHABLE,
-                        f"{method} {url}: no tunnel through {proxy.redacted} "
+                        f"{method} {shown}: no tunnel through {proxy.redacted} "
                         "(this proxy is not probed)",
                     )
                 extra = list(headers or [])
@@ -128,7 +129,7 @@ class NodeClient:
                     proxy_credentials = proxy_check.proxy_authorization(proxy)
                     if proxy_credentials is not None:
                         extra.append(("Proxy-Authorization", proxy_credentials))
-                return await self._over(probe, method, url, target, extra, content)
+                return await self._over(probe, method, shown, target, extra, content)
             finally:
                 await _close(probe)
         resolved = await dns_check.run(probe)
@@ -141,24 +142,25 @@ class NodeClient:
                 last = connected
                 continue
             try:
-                return await self._over(probe, method, url, target, headers, content)
+                return await self._over(probe, method, shown, target, headers, content)
             finally:
                 await _close(probe)
         if last is None:
-            raise FetchError(Reason.DNS_NO_ANSWER, f"{method} {url}: no address to connect to")
+            raise FetchError(Reason.DNS_NO_ANSWER, f"{method} {shown}: no address to connect to")
         _raise_for(last)
-        raise FetchError(Reason.TCP_UNREACHABLE, f"{method} {url}: no connection")
+        raise FetchError(Reason.TCP_UNREACHABLE, f"{method} {shown}: no connection")
 
     @staticmethod
     async def _over(
         probe: Probe,
         method: str,
-        url: str,
+        shown: str,
         target: str,
         headers: list[tuple[str, str]] | None,
         content: bytes,
     ) -> Response:
-        """TLS (when https) and the request, on the connection the probe holds."""
+        """TLS (when https) and the request, on the connection the probe holds; `shown` is the
+        URL as details quote it (clipped)."""
         if probe.endpoint.tls:
             _raise_for(await tls_check.run(probe))
         try:
@@ -166,7 +168,7 @@ class NodeClient:
         except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
             raise FetchError(
                 Reason.NOT_A_REGISTRY,
-                f"{method} {url}: no valid HTTP answer ({type(error).__name__})",
+                f"{method} {shown}: no valid HTTP answer ({type(error).__name__})",
             ) from None
 
 
