@@ -58,6 +58,7 @@ class RuntimeRoute:
     runtime: str
     route: str  # "direct" or "proxy"
     proxy: str | None  # redacted URL, never with its password
+    process: str | None = None  # "pid 812 (/usr/bin/containerd)": the live environment read
 
 
 # Failures that do not stop a host from serving pulls: the runtimes disagree, or one must be
