@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from fakeprocs import FakeProcess, FakeProcesses
+from hypothesis import given
+from hypothesis import strategies as st
 
 from probe.config import RegistryAddress
 from probe.node.hostfs import HostFS
@@ -188,3 +190,11 @@ def test_the_route_names_the_process_it_read(tmp_path: Path) -> None:
     assert route.to_result().process == route.process
     pending = view.routes.restart_pending()
     assert pending is not None and f"pid {process.pid} (/usr/bin/containerd)" in pending
+
+
+@given(st.text(max_size=300), st.text(max_size=120))
+def test_trust_rules_never_raise(cgroup: str, exe: str) -> None:
+    """Whatever /proc/<pid>/cgroup and /proc/<pid>/exe hold, the rules answer yes or no."""
+    [expected] = expected_processes(runtimes=("containerd",)).values()
+    assert expected.in_unit_cgroup(cgroup) in (True, False)
+    assert expected.runs_binary(exe) in (True, False)
