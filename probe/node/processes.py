@@ -157,7 +157,7 @@ class ProcessTable:
             uid = "unknown" if process.uids is None else str(process.uids[0])
             found.append(
                 NodeProblem(
-                    source=f"/proc/{process.pid}",
+                    source="/proc",  # stable: the pid is in the message, never a label
                     message=(
                         f"process {process.pid} named {process.name} "
                         f"({process.exe or 'executable unreadable'}, uid {uid}) is not "
