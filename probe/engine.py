@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from probe.checks import CheckFn, Endpoint, Outcome, Probe, check_functions
+from probe.checks import http as http_check
 from probe.checks import proxy as proxy_check
 from probe.checks.client import NodeClient
 from probe.config import (
@@ -311,6 +312,8 @@ class Engine:
                 detail = words.format(
                     host=probe.endpoint.host, address=f"{target}:{probe.endpoint.port}"
                 )
+                if kind == CheckKind.HTTP:  # awaiting headers, or reading a body still arriving
+                    detail = http_check.timeout_detail(probe)
             elapsed = time.perf_counter() - started
             phases = {"processing": elapsed} if kind == CheckKind.HTTP else {_PHASE[kind]: elapsed}
             return Outcome.failed(reason, f"{detail}, after {timeout:g}s", phases=phases)
