@@ -115,7 +115,9 @@ class Connection:
                     with contextlib.suppress(OSError, ssl.SSLError):
                         await self._flush(depth, layer)
                     raise
-                await self._flush(depth, layer)
+                # TLS 1.3's last handshake message (the client's Finished) stays in the layer's
+                # outgoing buffer and leaves with the first request: one send, as a pull's
+                # first write carries it. Anything that reads or closes first sends it then.
                 return layer.tls
         finally:
             self.handshaking = False
@@ -145,6 +147,13 @@ class Connection:
             self._unread[depth] = data + self._unread.get(depth, b"")
 
     async def aclose(self) -> None:
+        """Send what a handshake left to send (the server would log a broken handshake
+        otherwise), then close."""
+        with contextlib.suppress(OSError, ssl.SSLError):
+            for depth, layer in enumerate(self._layers):
+                if layer.outgoing.pending:
+                    async with asyncio.timeout(1.0):
+                        await self._flush(depth, layer)
         self._sock.close()
 
     async def _write_at(self, depth: int, data: bytes) -> None:
@@ -164,6 +173,7 @@ class Connection:
         if depth == 0:
             return await self._loop.sock_recv(self._sock, max_bytes)
         layer = self._layers[depth - 1]
+        await self._flush(depth - 1, layer)  # nothing left behind before waiting for an answer
         while True:
             try:
                 return layer.tls.read(max_bytes)
