@@ -125,15 +125,16 @@ class Engine:
         view = view or self.node()
         if self._registries is None or self._registries[0] != view.generation:
             registries, problems = _registries(self.config, view)
-            self._registries = (view.generation, registries, problems)
+            self._registries = (view.generation, registries, (*view.problems, *problems))
         return self._registries[1]
 
     def problems(self, view: NodeView | None = None) -> tuple[NodeProblem, ...]:
-        """What the node's files get wrong: the view's problems and unusable discovered hosts."""
+        """What the node's files get wrong: the view's problems and unusable discovered hosts.
+        The same tuple until the node view changes, like `registries()`."""
         view = view or self.node()
         self.registries(view)
         assert self._registries is not None  # noqa: S101 - set by registries()
-        return (*view.problems, *self._registries[2])
+        return self._registries[2]
 
     async def probe_all(self) -> tuple[NodeView, list[RegistryReport]]:
         """Every registry once, concurrently, on one view; reports in the registries' order."""

@@ -96,6 +96,7 @@ class Agent:
         self._troubled: dict[str, str] = {}  # registry -> what went wrong with its last probe
         self._ready = False
         self._problems: frozenset[NodeProblem] = frozenset()
+        self._taken: tuple[tuple[RegistryConfig, ...], tuple[NodeProblem, ...]] = ((), ())
         self.last_tick = time.monotonic()
         self._sync_registries()
 
@@ -257,14 +258,19 @@ class Agent:
         The node's configuration problems are taken along: logged when they appear and when
         they are gone, counted in the metrics."""
         try:
-            wanted = {r.label: r for r in self._engine.registries()}
-            problems = frozenset(self._engine.problems())
+            registries, problems = self._engine.registries(), self._engine.problems()
         # The outermost edge: reading the node must never stop the scheduler; the last list
         # stands until it reads again.
         except Exception:
             self._engine_trouble("", "reading the node failed unexpectedly", exc_info=True)
             return set(), set()
-        self._sync_problems(problems)
+        # The engine hands back the same tuples until the node view changes: the scheduler
+        # wakes many times a second and compares nothing then.
+        if registries is self._taken[0] and problems is self._taken[1]:
+            return set(), set()
+        self._taken = (registries, problems)
+        self._sync_problems(frozenset(problems))
+        wanted = {r.label: r for r in registries}
         if wanted == self._registries:
             return set(), set()
         old = self._registries
