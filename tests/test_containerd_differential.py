@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 from lab import Lab, Service, cripull
 from lab.containerd import HOSTS_DIR, OUTCOMES, NodeView, Pull, classify_pull, missing
+from lab.private import BASIC, OTHER, TOKEN, USER, PrivateRegistries
 
 pytestmark = pytest.mark.lab
 
@@ -81,6 +82,10 @@ class Scenario:
     # (None: unset, containerd 1.6's default, which reads no hosts directory at all).
     cri: bool = False
     config_path: str | None = HOSTS_DIR
+    # The account a pull secret gives (CRI pulls only): labuser, otheruser (valid, without
+    # access to lab/tiny) or "wrong" (labuser with a wrong password). The tool gets the same
+    # account as --pull-secret.
+    account: str | None = None
 
     @property
     def registry(self) -> str:
@@ -110,6 +115,8 @@ def mirror_table(url: str, *settings: str) -> str:
 
 
 REGISTRY_REF = f"registry.lab.test/{IMAGE}"
+BASIC_REF = f"{BASIC.name}/{IMAGE}"
+TOKEN_REF = f"{TOKEN.name}/{IMAGE}"
 OTHERCA_REF = f"otherca.lab.test/{IMAGE}"
 DEAD_UPSTREAM_REF = f"closed.lab.test/{IMAGE}"  # RST at once
 NO_PROXY_ENV = {"HTTPS_PROXY": DEAD_PROXY}
@@ -141,18 +148,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("http-503", f"status-503.lab.test/{IMAGE}", "http"),
     Scenario("http-503-registry", f"status-503-registry.lab.test/{IMAGE}", "http"),
     Scenario("http-captive-portal", f"captive.lab.test/{IMAGE}", "http"),
-    Scenario(
-        "image-not-found",
-        "registry.lab.test/lab/missing:1",
-        "not_found",
-        disagree="issue 12: the registry is healthy, the image is missing; no image check yet",
-    ),
-    Scenario(
-        "auth-token-refused",
-        f"authreg.lab.test/{IMAGE}",
-        "auth",
-        disagree="issue 12: /v2/ and its token realm answer, the realm gives no token",
-    ),
+    Scenario("image-not-found", "registry.lab.test/lab/missing:1", "not_found"),
+    Scenario("auth-token-refused", f"authreg.lab.test/{IMAGE}", "auth"),
     # --- proxies (the proxied node: no direct way out) --------------------------------------
     Scenario("proxy-squid", REGISTRY_REF, "ok", "proxied", {"HTTPS_PROXY": "{squid}"}),
     Scenario("proxy-squid-lower-case", REGISTRY_REF, "ok", "proxied", {"https_proxy": "{squid}"}),
@@ -458,6 +455,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         config_path=None,
         named=True,  # containerd knows nothing of it: the tool is told
     ),
+    # --- credentials, as the kubelet passes a pull secret's (issue 12) -------------------------
+    # basicreg: htpasswd (Basic, no token service); tokenreg: a token service granting lab/tiny
+    # to labuser only. containerd names every refusal "failed to authorize" or "pull access
+    # denied"; the tool tells causes 2 and 3 apart within that class.
+    Scenario("cri-basic-no-credentials", BASIC_REF, "auth", cri=True),
+    Scenario("cri-basic-wrong-password", BASIC_REF, "auth", cri=True, account="wrong"),
+    Scenario("cri-basic-credentials", BASIC_REF, "ok", cri=True, account=USER),
+    Scenario("cri-token-no-credentials", TOKEN_REF, "auth", cri=True),
+    Scenario("cri-token-wrong-password", TOKEN_REF, "auth", cri=True, account="wrong"),
+    Scenario("cri-token-other-account", TOKEN_REF, "auth", cri=True, account=OTHER),
+    Scenario("cri-token-credentials", TOKEN_REF, "ok", cri=True, account=USER),
 )
 
 
@@ -501,11 +509,17 @@ REASON_OUTCOMES: dict[str, str | None] = {
 def tool_outcome(report: dict[str, Any], registry: str) -> str:
     """The pull outcome the tool's JSON report predicts for an image on `registry`.
 
-    The registry's entry says whether a pull succeeds by the order the runtime tries its hosts
-    (`pullable`: mirrors, then the registry): "ok" then; else the class of the first failure
-    that stops a pull, in that order (consistency findings do not stop one). An entry without
-    the verdict is read by its checks alone.
+    With an image checked (`check --image REF`, as every scenario runs), its verdict: "ok", or
+    the class of its reason. Else the registry's entry says whether a pull succeeds by the order
+    the runtime tries its hosts (`pullable`: mirrors, then the registry): "ok" then; else the
+    class of the first failure that stops a pull, in that order (consistency findings do not
+    stop one). An entry without the verdict is read by its checks alone.
     """
+    images = report.get("images") or []
+    if images:
+        if images[0]["ok"]:
+            return "ok"
+        return REASON_OUTCOMES.get(images[0]["reason"]) or "unclassified"
     names = {registry, "registry-1.docker.io" if registry == "docker.io" else registry}
     entries = [e for e in report["registries"] if e["registry"] in names]
     assert entries, f"{registry} not in the report: {[e['registry'] for e in report['registries']]}"
@@ -541,9 +555,12 @@ class Result:
 class Differential:
     """Runs scenarios: node files, a containerd in a node view, a pull, the probe beside it."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, private: PrivateRegistries) -> None:
         self.lab = lab
+        self.private = private
         self.futures: dict[str, Future[Result]] = {}
+        self.secrets = lab.workdir / "differential-secrets"
+        self.secrets.mkdir(exist_ok=True)
 
     def prepare(self) -> None:
         """The mirror and other-CA registries, and the image in each registry (once)."""
@@ -596,15 +613,29 @@ class Differential:
             ]  # fmt: skip
             if scenario.names_registry:
                 args += ["--registry", scenario.registry]
+            args += ["--image", scenario.ref]  # the pull's own reference
+            account = self.account(scenario)
+            if account is not None:
+                secret = self.private.pull_secret(self.secrets, scenario.registry, *account)
+                args += ["--pull-secret", str(secret)]
             probe = view.probe(args, timeout=PROBE_TIMEOUT * 6 + 20)
             if scenario.cri:
-                pull = daemon.cri_pull(scenario.ref, seconds=scenario.pull_seconds)
+                pull = daemon.cri_pull(scenario.ref, seconds=scenario.pull_seconds, account=account)
             else:
                 pull = daemon.pull(scenario.ref, seconds=scenario.pull_seconds)
         report = None
         with contextlib.suppress(ValueError):
             report = json.loads(probe.stdout)
         return Result(pull, report, f"exit={probe.returncode}\n{probe.stdout}\n{probe.stderr}")
+
+    def account(self, scenario: Scenario) -> tuple[str, str] | None:
+        """The scenario's (username, password), as its pull secret holds them."""
+        if scenario.account is None:
+            return None
+        assert scenario.cri, "accounts are passed to CRI pulls only"
+        if scenario.account == "wrong":
+            return USER, "not-the-password"
+        return scenario.account, self.private.passwords[scenario.account]
 
     def summary(self) -> str:
         """One line per finished scenario: containerd's class, the tool's, time, ctr's error."""
@@ -643,12 +674,14 @@ def wanted(request: pytest.FixtureRequest) -> list[Scenario]:
 
 
 @pytest.fixture(scope="module")
-def differential(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Differential]:
+def differential(
+    lab: Lab, private_registries: PrivateRegistries, request: pytest.FixtureRequest
+) -> Iterator[Differential]:
     """Every wanted scenario, run concurrently; each test waits for its own result."""
     reason = missing()
     if reason is not None:
         pytest.skip(reason)
-    runner = Differential(lab)
+    runner = Differential(lab, private_registries)
     runner.prepare()
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="differential") as pool:
@@ -807,6 +840,27 @@ CTR_ERRORS: tuple[tuple[str, str], ...] = (
         'ctr: failed to resolve reference "registry.lab.test/lab/missing:1": '
         "registry.lab.test/lab/missing:1: not found",
     ),
+    (
+        "auth",
+        'cri: UNKNOWN: failed to pull and unpack image "basicreg.lab.test/lab/tiny:1": '
+        + _REF.format(host="basicreg.lab.test").removeprefix("ctr: ")
+        + "pulling from host basicreg.lab.test failed with status code [manifests 1]: "
+        "401 Unauthorized",
+    ),
+    (
+        "auth",
+        'cri: UNKNOWN: failed to pull and unpack image "tokenreg.lab.test/lab/tiny:1": '
+        + _REF.format(host="tokenreg.lab.test").removeprefix("ctr: ")
+        + "pull access denied, repository does not exist or may require authorization: "
+        "server message: insufficient_scope: authorization failed",
+    ),
+    (
+        "auth",
+        'cri: UNKNOWN: failed to pull and unpack image "tokenreg.lab.test/lab/tiny:1": '
+        + _REF.format(host="tokenreg.lab.test").removeprefix("ctr: ")
+        + "failed to authorize: failed to fetch oauth token: unexpected status: "
+        "401 Unauthorized",
+    ),
 )
 
 
@@ -855,6 +909,8 @@ def test_tool_outcome_reads_the_registry_entry() -> None:
     assert tool_outcome(mismatch_only, "r.lab.test") == "ok"
     hub = _report("registry-1.docker.io", ("registry-1.docker.io:443", "tls", "tls_expired"))
     assert tool_outcome(hub, "docker.io") == "tls"
+    image = {**healthy, "images": [{"ok": False, "reason": "image_auth_missing"}]}
+    assert tool_outcome(image, "r.lab.test") == "auth"  # an image's verdict comes first
     with pytest.raises(AssertionError):
         tool_outcome(healthy, "other.lab.test")
 

@@ -37,17 +37,15 @@ WRONG = "not-the-password"  # a password the registries must refuse
 
 
 @pytest.fixture(scope="module", name="private")
-def private_fixture(lab: Lab) -> Iterator[PrivateRegistries]:
-    """The private registries, started once for this module, and the tiny image (and an index
-    over it) pushed to registry.lab.test."""
-    registries = PrivateRegistries(lab)
-    registries.start()
+def private_fixture(lab: Lab, private_registries: PrivateRegistries) -> Iterator[PrivateRegistries]:
+    """The private registries, and the tiny image (and an index over it) pushed to
+    registry.lab.test."""
     script = Path(__file__).parent / "lab" / "ociimage.py"
     with NodeView(lab, lab.host_root()) as view:
         argv = [sys.executable, str(script), "--index", "lab/tiny", "1", f"https://{REGISTRY}"]
         done = view.run(argv, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    yield registries
+    yield private_registries
 
 
 def check(lab: Lab, *args: str, root: Path | None = None, node: str = "node") -> CompletedRun:
