@@ -30,6 +30,7 @@ from probe.config import (
     parse_registry_arg,
     validate_file,
 )
+from probe.display import describe_input, escape
 from probe.duration import parse_duration
 from probe.images.reference import parse_reference
 
@@ -65,7 +66,9 @@ def _image(value: str) -> str:
     try:
         RegistryAddress.parse(parse_reference(value).domain)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an image reference: {error}") from None
+        raise argparse.ArgumentTypeError(
+            f"{describe_input(value)} is not an image reference: {escape(str(error))}"
+        ) from None
     return value
 
 

@@ -24,7 +24,9 @@ REASON_ROW = re.compile(
     r"^\| \[`([a-z_]+)`\]\(#\1\) \| [^|]+ \| ([1-5]) \| \[(\w+)\]\(#(\w+)\) \|$", re.M
 )
 # A row of the README's reason table: | `reason`[, `reason`] | check | meaning | cause |
-README_REASON_ROW = re.compile(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \| [^|]+ \| .+ \| ([1-5]) \|$", re.M)
+README_REASON_ROW = re.compile(
+    r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \| [^|]+ \| .+ \| ([1-5]) \|$", re.M
+)
 # Alerts an issue added that SPEC.md's Alerts section does not list yet.
 ISSUE_ALERTS = ("RegistryImageNotPullable",)
 

@@ -338,7 +338,8 @@ class Agent:
         self.collector.configure(wanted)
         self._states.retain(wanted)
         self._attempted &= wanted.keys()
-        self._troubled = {h: m for h, m in self._troubled.items() if h in wanted or not h}
+        kept = wanted.keys() | self._images.keys()
+        self._troubled = {h: m for h, m in self._troubled.items() if h in kept or not h}
         self._check_ready()
         added, removed = wanted.keys() - old.keys(), old.keys() - wanted.keys()
         if announce and old and (added or removed):

@@ -553,7 +553,10 @@ class _Reader:
                 parsed = parse_reference(text)
                 RegistryAddress.parse(parsed.domain)
             except ValueError as error:
-                self.problem(item, item_key, f"{shown} is not an image reference: {error}")
+                # The library's words quote the input: escaped, so a problem stays one line.
+                self.problem(
+                    item, item_key, f"{shown} is not an image reference: {escape(str(error))}"
+                )
                 continue
             reference = str(parsed)
             if reference in seen:
