@@ -60,6 +60,11 @@ MAX_ACCOUNTS = 4  # accounts tried per image: a keyring with more matches is a c
 MAX_SECRET_BYTES = 1 << 20
 
 
+class UnusableCredentials(Exception):
+    """The config's credentials file for a registry cannot be read; the message names the file
+    and why, never a secret."""
+
+
 @dataclass(frozen=True)
 class ImageTarget:
     """An image to check: as written, and why (named, or the node's sandbox image)."""
@@ -168,9 +173,8 @@ class ImageChecker:
             report = await self.engine.probe_registry(registry, view)
         try:
             offers = lookup((*self.pull_secrets, *self._node_keyring(registry)), reference.name)
-        except (OSError, UnicodeDecodeError, DockerConfigError) as error:
-            walk = _Walk(None, reason=Reason.AUTH_FAILED)
-            walk.detail = str(getattr(error, "strerror", None) or error)
+        except UnusableCredentials as error:
+            walk = _Walk(None, reason=Reason.AUTH_FAILED, detail=str(error))
             return self._report(target, reference, registry, walk)
         walks: list[_Walk] = []
         for offer in offers[:MAX_ACCOUNTS] or (None,):
@@ -187,14 +191,22 @@ class ImageChecker:
         return self._report(target, reference, registry, chosen)
 
     def _node_keyring(self, registry: RegistryConfig) -> tuple[Keyring, ...]:
-        """The config's credentials for the registry, as the node's keyring."""
+        """The config's credentials for the registry, as the node's keyring (read at each check:
+        a mounted secret is replaced in place). Raises UnusableCredentials."""
         config = self.engine.config
         path = registry.credentials_file
         if registry.is_docker_hub:
             path = config.dockerhub.credentials_file or path
         if path is None:
             return ()
-        return (read_keyring(path, f"credentials_file {path}"),)
+        try:
+            return (read_keyring(path, f"credentials_file {path}"),)
+        except OSError as error:
+            raise UnusableCredentials(
+                f"credentials file {path}: {error.strerror or error}"
+            ) from None
+        except (UnicodeDecodeError, DockerConfigError) as error:
+            raise UnusableCredentials(f"credentials file {path}: {error}") from None
 
     async def _walk(
         self,
