@@ -197,6 +197,9 @@ class DockerHub:
         self.token_rejected: Counter[str] = Counter()
         self.hosts: Counter[str] = Counter()
         self.manifest_gets: list[dict[str, str]] = []
+        # The Accept header of the first manifest HEAD per User-Agent and path: what a resolve
+        # asks for.
+        self.manifest_accept: dict[str, str] = {}
         self.listen = ""
 
     # -- state ---------------------------------------------------------------------------
@@ -219,6 +222,7 @@ class DockerHub:
             "token_rejected": dict(self.token_rejected),
             "manifest_gets": len(self.manifest_gets),
             "manifest_get_log": self.manifest_gets,
+            "manifest_accept": dict(self.manifest_accept),
             "remaining": dict(self.remaining),
         }
         path = Path(self.args.state_file)
@@ -342,6 +346,12 @@ class DockerHub:
         if match is None:
             return registry_error(404, "NAME_UNKNOWN", "repository name not known to registry", [])
         repository, reference = match.group(1), match.group(2)
+        agent = request.headers.get("user-agent", "")[:100]
+        if request.method == "HEAD" and len(self.manifest_accept) < 50:
+            # What a resolve asks for (the first HEAD per client): a fetch by digest that
+            # follows asks for the one media type it expects.
+            key = f"{agent} {request.path}"
+            self.manifest_accept.setdefault(key, request.headers.get("accept", ""))
         scope = f"repository:{repository}:pull"
         manifests = self.repositories(grant).get(repository)
         if grant is None or manifests is None:

@@ -37,6 +37,8 @@ from lab import Lab, Service, cripull
 from lab.containerd import HOSTS_DIR, OUTCOMES, NodeView, Pull, classify_pull, missing
 from lab.private import BASIC, OTHER, TOKEN, USER, PrivateRegistries
 
+from probe.images.pull import MANIFEST_ACCEPT
+
 pytestmark = pytest.mark.lab
 
 REPOSITORY, TAG = "lab/tiny", "1"
@@ -941,3 +943,23 @@ def test_cri_pull_request_wire_format() -> None:
     assert cripull.first_string(b"\x0a\x07sha256:") == "sha256:"
     assert cripull.first_string(b"\x0a\xc8\x01" + long_ref.encode()) == long_ref
     assert cripull.first_string(b"") == ""
+
+
+def test_image_check_asks_for_what_containerd_asks_for(differential: Differential) -> None:
+    """The manifest HEAD of `check --image` carries the Accept header containerd's own resolve
+    sends: the Docker Hub stand-in records each client's, and both resolve docker.io/library/tiny
+    there (ctr's pull then fails on the stand-in's missing blobs; the HEAD is what counts)."""
+    lab = differential.lab
+    root = lab.host_root(files={CONTAINERD_UNIT: UNIT, "etc/containerd/config.toml": CONFIG_TOML})
+    with NodeView(lab, root) as view:
+        daemon = view.containerd({})
+        daemon.pull("docker.io/library/tiny:1", seconds=20)
+        args = ["check", "--host-root", str(root), "--image", "tiny:1", "--output", "json"]
+        probe = view.probe(args, timeout=60)
+    assert json.loads(probe.stdout)["images"][0]["ok"] is True, probe.stdout + probe.stderr
+    accept = lab.dockerhub.state()["manifest_accept"]
+    path = " /v2/library/tiny/manifests/1"
+    ctr = [v for k, v in accept.items() if k.startswith("containerd/") and k.endswith(path)]
+    ours = [v for k, v in accept.items() if k.startswith("registry-probe/") and k.endswith(path)]
+    assert ctr and ours, accept
+    assert ctr[0] == ours[0] == MANIFEST_ACCEPT, accept

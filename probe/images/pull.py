@@ -48,7 +48,8 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 # The Accept header containerd 1.6 sends when it resolves a reference (remotes/docker/
 # resolver.go, NewResolver's resolveHeader): schema 2 manifest and list, OCI manifest and index,
-# then anything.
+# then anything. tests/test_containerd_differential.py holds it against the header a real
+# containerd 1.6.20 sends.
 MANIFEST_ACCEPT = ", ".join((DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX, "*/*"))
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST, *INDEX_TYPES})
