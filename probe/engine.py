@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from probe.checks import CheckFn, Endpoint, Outcome, Probe, check_functions
+from probe.checks import http as http_check
 from probe.checks import proxy as proxy_check
 from probe.checks.client import NodeClient
 from probe.config import (
@@ -247,13 +248,16 @@ class Engine:
             try:
                 async with asyncio.timeout(self.config.timeout):
                     login = await verify_registry_credentials(
-                        NodeClient(view.resolver, context, view.routes),
+                        NodeClient(
+                            view.resolver,
+                            context,
+                            view.routes,
+                            plain_http_credentials=not address.tls,
+                        ),
                         login,
                         f"{address.url}{main.api_root.rstrip('/')}/",
                         registry.label,
                         registry.credentials_file,
-                        verified=address.tls and not host.skip_verify,
-                        plain_http_allowed=not address.tls,
                     )
             except TimeoutError:
                 login = credentials_timed_out(login, self.config.timeout)
@@ -332,6 +336,8 @@ class Engine:
                 detail = words.format(
                     host=probe.endpoint.host, address=f"{target}:{probe.endpoint.port}"
                 )
+                if kind == CheckKind.HTTP:  # awaiting headers, or reading a body still arriving
+                    detail = http_check.timeout_detail(probe)
             elapsed = time.perf_counter() - started
             phases = {"processing": elapsed} if kind == CheckKind.HTTP else {_PHASE[kind]: elapsed}
             return Outcome.failed(reason, f"{detail}, after {timeout:g}s", phases=phases)

@@ -13,7 +13,7 @@ from probe.reasons import ROOT_CAUSE, CheckKind, Reason
 class CertFacts:
     """What the served chain says, read even when verification fails."""
 
-    not_after: float  # earliest notAfter in the chain, Unix seconds
+    not_after: float | None  # earliest notAfter in the chain, Unix seconds; None: unreadable
     issuer: str  # issuer of the leaf certificate, as "CN=..., O=..."
     subject: str
     tls_version: str  # e.g. "TLSv1.3"
@@ -58,6 +58,7 @@ class RuntimeRoute:
     runtime: str
     route: str  # "direct" or "proxy"
     proxy: str | None  # redacted URL, never with its password
+    process: str | None = None  # "pid 812 (/usr/bin/containerd)": the live environment read
 
 
 # Failures that do not stop a host from serving pulls: the runtimes disagree, or one must be

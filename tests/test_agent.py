@@ -67,7 +67,8 @@ class FakeEngine:
 
     `stuck.*` never answers; `boom.*` raises; `slow.*` answers after 50 ms; `gated.*` waits for
     `FakeEngine.gate`; `scripted.*` answers with the next reason of `FakeEngine.script` (None:
-    passing), repeating the last; anything else passes.
+    passing), repeating the last; `blocking.*` holds the event loop 50 ms in a system call when
+    probed and when reconfigured (as a slow read of a node file does); anything else passes.
     """
 
     gate: asyncio.Event | None = None
@@ -95,6 +96,8 @@ class FakeEngine:
         return ()
 
     def reconfigured(self, config: Config) -> FakeEngine:
+        if any(r.label.startswith("blocking.") for r in config.registries):
+            time.sleep(0.05)  # the event loop is blocked: signals pile up in its self-pipe
         return type(self)(config)
 
     async def probe_registry(self, registry: RegistryConfig) -> RegistryReport:
@@ -110,6 +113,8 @@ class FakeEngine:
                 raise RuntimeError("engine bug")
             if host.startswith("slow."):
                 await asyncio.sleep(0.05)
+            if host.startswith("blocking."):
+                time.sleep(0.05)  # holding the loop is the point
             if host.startswith("gated.") and cls.gate is not None:
                 await cls.gate.wait()
             if host.startswith("scripted."):
@@ -614,6 +619,24 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(
     assert 'registry="a.example"' not in text
     code, _ = agent.stop()
     assert code == 0
+
+
+def test_a_sighup_storm_prints_no_traceback(agent_process: Callable[..., AgentProcess]) -> None:
+    """Thousands of SIGHUPs at once: no "signal wakeup fd" traceback, and the agent still stops."""
+    agent = agent_process(["blocking.example"])
+    agent.wait_for_metric("registry_probe_success", 1, registry="blocking.example")
+    # Each signal writes a byte to asyncio's self-pipe (an AF_UNIX socket that holds a few
+    # hundred one-byte writes); while the loop is blocked in a system call every signal
+    # interrupts it and writes one, so the pipe fills before the loop reads it.
+    deadline = time.monotonic() + DEADLINE
+    for _ in range(20000):
+        os.kill(agent.process.pid, signal.SIGHUP)
+        if time.monotonic() > deadline:
+            break
+    agent.wait_for_metric("registry_probe_config_last_reload_success", 1)
+    code, _ = agent.stop()
+    assert code == 0, agent.stderr
+    assert "Traceback" not in agent.stderr and "wakeup fd" not in agent.stderr, agent.stderr[:2000]
 
 
 def test_once_prints_one_cycle_of_metrics_and_exits_zero(

@@ -36,6 +36,9 @@ def _no_nameservers(*problems: object) -> dns.resolver.NoNameservers:
         ([_no_nameservers(ConnectionRefusedError(111, "refused"))], Reason.DNS_TIMEOUT),
         ([dns.exception.Timeout()], Reason.DNS_TIMEOUT),
         ([dns.resolver.NXDOMAIN(), _no_nameservers("SERVFAIL")], Reason.DNS_NXDOMAIN),
+        ([_no_nameservers(dns.message.ChainTooLong())], Reason.DNS_SERVFAIL),
+        ([_no_nameservers(dns.exception.FormError("bad label"))], Reason.DNS_SERVFAIL),
+        ([_no_nameservers(dns.exception.Timeout(), "REFUSED")], Reason.DNS_REFUSED),
     ],
 )
 def test_dns_classify(errors: list[Exception], reason: Reason) -> None:

@@ -789,6 +789,27 @@ TOOMANY = json.dumps(
             200, b'{"token": 7}', Reason.NOT_A_REGISTRY, "without a token", id="200-number-token"
         ),
         pytest.param(200, b"[]", Reason.NOT_A_REGISTRY, "without JSON", id="200-json-list"),
+        pytest.param(
+            200,
+            '{"token": "t\u00f8ken"}'.encode(),
+            Reason.NOT_A_REGISTRY,
+            "a token that cannot be sent in a header",
+            id="200-non-ascii-token",
+        ),
+        pytest.param(
+            200,
+            b'{"token": "abc\\r\\nX-Injected: 1"}',
+            Reason.NOT_A_REGISTRY,
+            "a token that cannot be sent in a header",
+            id="200-token-with-crlf",
+        ),
+        pytest.param(
+            200,
+            b'{"access_token": "two words"}',
+            Reason.NOT_A_REGISTRY,
+            "a token that cannot be sent in a header",
+            id="200-token-with-space",
+        ),
     ],
 )
 def test_parse_token_response_failures(
@@ -857,6 +878,9 @@ def test_parse_token_response_fields_never_raise(fields: dict[str, object]) -> N
     result = parse_token_response(200, json.dumps(fields).encode(), NOW)
     if isinstance(result, Token):
         assert NOW < result.expires_at <= NOW + 86400
+        # What the HEAD sends: one ASCII header value, nothing a header parser would split.
+        assert f"Bearer {result.value}".encode("ascii").isascii()
+        assert not any(c in result.value for c in " \t\r\n")
 
 
 # --- manifest HEAD ---------------------------------------------------------------------------

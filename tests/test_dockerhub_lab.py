@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 from dockerhub_standin import account_id
-from lab import DNS_ADDRESS, DOCKERHUB_ADDRESS, NODE_ADDRESS, AgentRun, CompletedRun, Lab
+from lab import (
+    CONTAINERD_CONFIG_PATH,
+    DNS_ADDRESS,
+    DOCKERHUB_ADDRESS,
+    NODE_ADDRESS,
+    AgentRun,
+    CompletedRun,
+    Lab,
+)
 from lab.dockerhub import ANONYMOUS_LIMIT, AUTHENTICATED_LIMIT, WINDOW_SECONDS, RequestCounts
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -178,6 +186,45 @@ def test_wrong_password_is_auth_failed_and_never_shown(lab: Lab) -> None:
     for output in (run.stdout, run.stderr, text.stdout, text.stderr):
         assert wrong not in output
         assert lab.dockerhub.password not in output
+
+
+SKIP_VERIFY_HOSTS_TOML = """server = "https://registry-1.docker.io"
+[host."https://registry-1.docker.io"]
+  capabilities = ["pull", "resolve"]
+  skip_verify = true
+"""
+
+
+@pytest.mark.parametrize("where", ["config", "hosts.toml"])
+def test_credentials_are_never_sent_without_verification(lab: Lab, where: str) -> None:
+    """With skip_verify on Docker Hub (the config's insecure_skip_verify, or the node's
+    certs.d/docker.io/hosts.toml) the password never leaves: the token service gets no
+    Authorization, the anonymous limit is still read, and the report says both."""
+    if where == "config":
+        extra = "registries:\n  - host: registry-1.docker.io\n    insecure_skip_verify: true\n"
+        config, root = lab.dockerhub.write_config(extra_yaml=extra), lab.host_root()
+    else:
+        config = lab.dockerhub.write_config()
+        root = lab.host_root(
+            files={
+                # containerd reads certs.d only when config_path names it.
+                "etc/containerd/config.toml": CONTAINERD_CONFIG_PATH,
+                "etc/containerd/certs.d/docker.io/hosts.toml": SKIP_VERIFY_HOSTS_TOML,
+            }
+        )
+    before = lab.dockerhub.counts()
+    run = lab.check([HUB], root, timeout=TIMEOUT, extra_args=("--config", str(config)))
+    got = lab.dockerhub.counts() - before
+    assert got.token_requests == {"anonymous": 1}, (got, run.describe())
+    assert got.manifest_gets == 0, got
+    assert set(ratelimits(run)) == {"anonymous"}, run.describe()
+    limit = ratelimit_check(run)
+    assert limit["ok"] is True, run.describe()
+    assert "credentials not sent" in str(limit["detail"]), limit
+    assert "skip_verify" in str(limit["detail"]), limit
+    tls = [c for c in run.checks(HUB, "tls") if c["endpoint"] == f"{HUB}:443"]
+    assert tls and "not verified (skip_verify)" in tls[0]["detail"], run.describe()
+    assert lab.dockerhub.password not in run.stdout + run.stderr
 
 
 def test_no_headers_means_unlimited(lab: Lab) -> None:

@@ -113,13 +113,16 @@ def test_probe_ignores_a_containerd_outside_its_node(
     lab: Lab, tmp_path: Path, host_containerd: subprocess.Popen[bytes]
 ) -> None:
     """A containerd on the host with a proxy is not the node's: the probe goes direct (units say
-    so); the same process started in the node is read, and its live proxy is used."""
-    files = {CONTAINERD_UNIT: UNIT}
+    so); the same process started in the node is read, and its live proxy is used. In both the
+    unit's ExecStart= names the stand-in's binary, so the probe would trust it if it saw it."""
+    host_binary = str(host_containerd.args[0])  # Popen was given a list
+    files = {CONTAINERD_UNIT: UNIT.replace("/usr/bin/containerd", host_binary)}
     run = lab.check([REGISTRY], lab.host_root(files=files), node="proxied")
     assert host_containerd.poll() is None
     assert run.registry(REGISTRY)["routes"][0]["route"] == "direct", run.describe()
     binary = fake_containerd(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "HTTPS_PROXY": lab.squid.url}
+    files = {CONTAINERD_UNIT: UNIT.replace("/usr/bin/containerd", str(binary))}
     inside = lab.spawn_in("pidns-live-containerd", [str(binary), "60"], node="proxied", env=env)
     try:
         run = lab.check([REGISTRY], lab.host_root(files=files), node="proxied")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -193,13 +194,23 @@ def test_environment_file_proxy_is_followed(lab: Lab) -> None:
     assert run.registry(REGISTRY)["routes"][0]["route"] == "proxy"
 
 
+def node_pid(pid: int) -> int:
+    """A lab process's pid as the node (its own PID namespace) numbers it: NSpid's last field."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    raise AssertionError(f"no NSpid for {pid}")
+
+
 def test_running_process_with_other_environment_is_restart_pending(
     lab: Lab, tmp_path: Path
 ) -> None:
     """A running containerd started with a proxy its unit no longer has: restart pending.
 
     The live environment is what containerd uses until it restarts, so the check goes
-    through the proxy (and passes), while the proxy check names the pending restart.
+    through the proxy (and passes), while the proxy check names the pending restart. The
+    stand-in runs as root the binary the unit's ExecStart= names, so it is trusted as
+    containerd, and the report names it.
     """
     sleep = shutil.which("sleep")
     assert sleep is not None
@@ -211,14 +222,57 @@ def test_running_process_with_other_environment_is_restart_pending(
         node="proxied",
         env={"PATH": "/usr/bin:/bin", "HTTPS_PROXY": lab.squid.url},
     )
+    pid = node_pid(process.popen.pid)
+    files = units()
+    files[CONTAINERD_UNIT] = f"[Unit]\nDescription=containerd\n[Service]\nExecStart={binary}\n"
     try:
-        run = check(lab, units())
+        run = check(lab, files)
     finally:
         process.stop()
     checks = by_check(run)
     assert checks["tls"]["ok"] and checks["http"]["ok"], run.describe()
     assert checks["proxy"]["reason"] == "proxy_restart_pending", run.describe()
     assert "systemctl restart containerd" in checks["proxy"]["detail"]
+    read = f"pid {pid} ({binary})"
+    assert read in checks["proxy"]["detail"], run.describe()
+    assert run.registry(REGISTRY)["routes"][0]["process"] == read, run.describe()
+
+
+def test_a_non_root_containerd_cannot_steer_the_route(lab: Lab) -> None:
+    """A process named containerd run by an unprivileged user, with a proxy in its
+    environment, is ignored: containerd's files decide (direct, and the registry passes), and a
+    node problem names the process (pid, executable, uid) and why."""
+    sleep, setpriv = shutil.which("sleep"), shutil.which("setpriv")
+    assert sleep is not None and setpriv is not None
+    # A link named containerd (so the process is named so) in a directory nobody can reach.
+    directory = Path(tempfile.mkdtemp(prefix="rp-fake-containerd-"))
+    try:
+        directory.chmod(0o755)
+        (directory / "containerd").symlink_to(sleep)
+        process = lab.spawn_in(
+            "user-containerd",
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+             str(directory / "containerd"), "60"],
+            node="node",
+            env={"PATH": "/usr/bin:/bin", "HTTPS_PROXY": lab.squid.url},
+        )  # fmt: skip
+        pid = node_pid(process.popen.pid)
+        try:
+            run = lab.check([REGISTRY], lab.host_root(files=units()), timeout=TIMEOUT)
+        finally:
+            process.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    assert run.exit_code == 0, run.describe()
+    [route] = run.registry(REGISTRY)["routes"]
+    assert route == {"runtime": "containerd", "route": "direct", "proxy": None}, run.describe()
+    assert run.json is not None
+    problems = [p for p in run.json["node_problems"] if p["source"] == "/proc"]
+    assert [p["message"] for p in problems] == [
+        f"process {pid} named containerd ({Path(sleep).resolve()}, "
+        "uid 65534) is not trusted as containerd: it runs as uid 65534 (effective 65534), "
+        "not root"
+    ], run.describe()
 
 
 def test_default_check_probes_containerd_mirror_and_upstream(lab: Lab) -> None:

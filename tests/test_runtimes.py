@@ -15,6 +15,7 @@ from probe.node.runtimes import (
     Route,
     consistent,
     deciding_runtime,
+    expected_processes,
     explain_mismatch,
     read_runtime,
     read_runtimes,
@@ -208,14 +209,15 @@ def test_different_proxies_and_credentials_explained() -> None:
 )
 def test_live_environment(processes: list[FakeProcess], want: dict[str, str] | None) -> None:
     """The live environment of a visible, readable process; None when hidden or denied."""
-    table = scan_processes({"containerd", "dockerd"}, FakeProcesses(processes))
+    table = scan_processes(expected_processes(runtimes=("containerd",)), FakeProcesses(processes))
     assert table.live_environment("containerd") == want
 
 
 def test_scan_keeps_only_runtime_processes() -> None:
     """One pass over the processes keeps the runtimes asked for, for presence."""
     fake = FakeProcesses([FakeProcess("containerd"), FakeProcess("kubelet")])
-    assert scan_processes({"containerd", "crio"}, fake).names == {"containerd"}
+    expected = expected_processes(runtimes=("containerd", "crio"))
+    assert scan_processes(expected, fake).names == {"containerd"}
 
 
 @pytest.mark.parametrize(
@@ -240,7 +242,7 @@ def test_restart_pending_for_k3s_compares_the_child_environment() -> None:
     config = read_runtime(HostFS(str(HOSTS / "k3s")), "containerd")
     assert config is not None
     live = scan_processes(
-        {"containerd"},
+        expected_processes(runtimes=("containerd",)),
         FakeProcesses(
             [
                 FakeProcess(

@@ -90,6 +90,7 @@ async def _serve_agent(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop, signum)
     loop.add_signal_handler(signal.SIGHUP, hangup)
+    _quiet_wakeup_fd()
     try:
         if once:
             await agent.run(once=True)
@@ -131,6 +132,19 @@ async def _serve_agent(
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
+
+
+def _quiet_wakeup_fd() -> None:
+    """A full self-pipe is not an error: drop the byte without a traceback on stderr.
+
+    add_signal_handler sets the loop's self-pipe as the signal wakeup fd; each signal writes a
+    byte there. During a storm of SIGHUPs (while the loop is blocked, every signal interrupts
+    it and writes one) the pipe fills and CPython prints "Exception ignored when trying to
+    write to the signal wakeup fd" with a traceback per signal. A dropped byte loses nothing
+    here: one SIGHUP of the burst still reaches the handler, and reloads are coalesced.
+    """
+    fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
 
 
 def run_agent(

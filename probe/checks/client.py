@@ -9,6 +9,13 @@ an HTTP proxy. Deadlines come from the caller's `asyncio.timeout()`.
 
 Every failure before an HTTP answer is a `FetchError` carrying one reason: a proxy, DNS, TCP or
 TLS failure has the reason its check gives, a broken answer is `not_a_registry`.
+
+Credentials (a Basic `Authorization`, a Bearer token of an account, a refresh token in a body)
+go only where a man in the middle cannot read them: over TLS that verified the server (never
+with `skip_verify`: a CERT_NONE context proves nothing about who answers), or over plain HTTP
+only when the registry itself is configured as plain HTTP (the runtime sends them so too). A
+request marked `credentials=True` that breaks the rule is never sent: `CredentialsWithheld`.
+Redirects are never followed: a 3xx is the answer (so credentials never go to another host).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from probe.checks import proxy as proxy_check
 from probe.checks import tcp as tcp_check
 from probe.checks import tls as tls_check
 from probe.checks.http import Response, exchange
-from probe.display import describe_input
+from probe.display import SHOWN_MAX, clip, describe_input
 from probe.node.resolver import NodeResolver
 from probe.node.routes import NodeRoutes
 from probe.reasons import Reason
@@ -41,6 +48,15 @@ class FetchError(Exception):
         self.detail = detail
 
 
+class CredentialsWithheld(Exception):
+    """A request with credentials that would go over an unverified or clear-text connection:
+    not sent. The detail says why and never holds a secret."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 @dataclass(frozen=True)
 class NodeClient:
     """Requests from the node: its resolvers, its trust, its CRI runtime's proxies."""
@@ -48,6 +64,21 @@ class NodeClient:
     resolver: NodeResolver
     ssl_context: ssl.SSLContext
     routes: NodeRoutes | None = None  # the CRI runtime's proxies; None: always direct
+    # The registry itself is configured as plain HTTP: its credentials go in the clear to it
+    # and its realm, as the runtime sends them. False: credentials only over verified TLS.
+    plain_http_credentials: bool = False
+
+    def credentials_refused(self, url: str) -> str | None:
+        """Why credentials may not be sent to `url` from this client, or None when they may."""
+        parts = urlsplit(url)
+        host = clip(parts.hostname or "?")
+        if parts.scheme == "https":
+            if tls_check.verifies(self.ssl_context):
+                return None
+            return f"the connection to {host} is not verified (skip_verify)"
+        if parts.scheme == "http" and self.plain_http_credentials:
+            return None
+        return f"{host} would get them in clear text ({parts.scheme or 'no'} scheme)"
 
     async def request(
         self,
@@ -55,9 +86,17 @@ class NodeClient:
         url: str,
         headers: list[tuple[str, str]] | None = None,
         content: bytes = b"",
+        *,
+        credentials: bool = False,
     ) -> Response:
         """One request; raises FetchError (with the reason a check would give) for every
-        failure before an HTTP answer."""
+        failure before an HTTP answer, and CredentialsWithheld, before connecting, for a request
+        with `credentials` that may not go to `url` (`credentials_refused`)."""
+        if credentials:
+            refused = self.credentials_refused(url)
+            if refused is not None:
+                raise CredentialsWithheld(f"credentials not sent: {refused}")
+        shown = clip(url, SHOWN_MAX)  # a realm is the registry's text: bounded in every detail
         parts = urlsplit(url)
         try:
             port = parts.port
@@ -79,7 +118,7 @@ class NodeClient:
                 if probe.connection is None:
                     raise FetchError(
                         Reason.PROXY_UNREACHABLE,
-                        f"{method} {url}: no tunnel through {proxy.redacted} "
+                        f"{method} {shown}: no tunnel through {proxy.redacted} "
                         "(this proxy is not probed)",
                     )
                 extra = list(headers or [])
@@ -87,10 +126,10 @@ class NodeClient:
                     # Go asks an HTTP proxy for a plain-http URL in absolute form, with the
                     # proxy's credentials (transport.go: pconn.isProxy, mutateHeaderFunc).
                     target = f"http://{endpoint.host_header}{target}"
-                    credentials = proxy_check.proxy_authorization(proxy)
-                    if credentials is not None:
-                        extra.append(("Proxy-Authorization", credentials))
-                return await self._over(probe, method, url, target, extra, content)
+                    proxy_credentials = proxy_check.proxy_authorization(proxy)
+                    if proxy_credentials is not None:
+                        extra.append(("Proxy-Authorization", proxy_credentials))
+                return await self._over(probe, method, shown, target, extra, content)
             finally:
                 await _close(probe)
         resolved = await dns_check.run(probe)
@@ -103,24 +142,25 @@ class NodeClient:
                 last = connected
                 continue
             try:
-                return await self._over(probe, method, url, target, headers, content)
+                return await self._over(probe, method, shown, target, headers, content)
             finally:
                 await _close(probe)
         if last is None:
-            raise FetchError(Reason.DNS_NO_ANSWER, f"{method} {url}: no address to connect to")
+            raise FetchError(Reason.DNS_NO_ANSWER, f"{method} {shown}: no address to connect to")
         _raise_for(last)
-        raise FetchError(Reason.TCP_UNREACHABLE, f"{method} {url}: no connection")
+        raise FetchError(Reason.TCP_UNREACHABLE, f"{method} {shown}: no connection")
 
     @staticmethod
     async def _over(
         probe: Probe,
         method: str,
-        url: str,
+        shown: str,
         target: str,
         headers: list[tuple[str, str]] | None,
         content: bytes,
     ) -> Response:
-        """TLS (when https) and the request, on the connection the probe holds."""
+        """TLS (when https) and the request, on the connection the probe holds; `shown` is the
+        URL as details quote it (clipped)."""
         if probe.endpoint.tls:
             _raise_for(await tls_check.run(probe))
         try:
@@ -128,7 +168,7 @@ class NodeClient:
         except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
             raise FetchError(
                 Reason.NOT_A_REGISTRY,
-                f"{method} {url}: no valid HTTP answer ({type(error).__name__})",
+                f"{method} {shown}: no valid HTTP answer ({type(error).__name__})",
             ) from None
 
 

@@ -43,9 +43,12 @@ class Connection:
         self._layers: list[_TLSLayer] = []
         # Bytes read past what a caller needed (a proxy's answer), per depth: read again first.
         self._unread: dict[int, bytes] = {}
-        # What a timeout interrupted: a TLS handshake, or a proxy deciding on a tunnel.
+        # What a timeout interrupted: a TLS handshake, a proxy deciding on a tunnel, or an HTTP
+        # answer whose headers came (its status) and whose body was still arriving.
         self.handshaking = False
         self.tunnel_requested = False
+        self.answered: int | None = None
+        self.body_received = 0
 
     @property
     def peer(self) -> str:

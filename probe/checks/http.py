@@ -10,11 +10,13 @@ trouble (`http_unexpected_status`). `classify` is the pure mapping, tested with 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpcore
 
@@ -22,10 +24,12 @@ from probe.checks import USER_AGENT, Outcome, Probe
 from probe.checks.challenge import parse_challenges
 from probe.checks.connection import ConnectionStream
 from probe.checks.proxy import proxy_authorization, sends_absolute_form
-from probe.display import clip
+from probe.display import SHOWN_MAX, clip, describe_input
 from probe.reasons import Reason
 
 BODY_LIMIT = 64 * 1024  # /v2/ answers are tiny; a portal page is read only this far
+REALM_MAX = 2048  # a token realm URL longer than this is not one a registry means
+REALM_SHOWN = 120  # how much of an unusable realm a detail quotes
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
@@ -61,9 +65,11 @@ async def exchange(
     try:
         response = await http.handle_async_request(request)
         headers_at = time.perf_counter()
+        connection.answered, connection.body_received = response.status, 0
         body = b""
         async for chunk in response.aiter_stream():
             body += chunk
+            connection.body_received = len(body)
             if len(body) >= BODY_LIMIT:
                 break
         done = time.perf_counter()
@@ -101,6 +107,24 @@ async def run(probe: Probe) -> Outcome:
     return dataclasses.replace(verdict, detail=detail, phases=phases, status=response.status)
 
 
+def timeout_detail(probe: Probe) -> str:
+    """The words when the caller's deadline ends the http check, by how far the answer got:
+    no headers is Go's "awaiting headers"; headers and a body still arriving is Go's "while
+    reading body" (net/http's Client.Timeout errors)."""
+    path = f"{probe.endpoint.api_root.rstrip('/')}/"
+    connection = probe.connection
+    if connection is None or connection.answered is None:
+        return (
+            f"GET {clip(path)}: connected, but no HTTP answer "
+            "(Client.Timeout exceeded while awaiting headers)"
+        )
+    return (
+        f"GET {clip(path)}: {connection.answered} received, the body was still arriving "
+        f"({connection.body_received} bytes read; Client.Timeout or context cancellation "
+        "while reading body)"
+    )
+
+
 def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Outcome:
     """How a `GET /v2/` answer reads: a registry, a registry in trouble, or something else."""
     fields: dict[str, str] = {}
@@ -110,11 +134,11 @@ def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Ou
         if key == "www-authenticate":
             challenges_text.append(text)
         fields.setdefault(key, text)
-    api_version = fields.get("docker-distribution-api-version", "")
+    api_version = clip(fields.get("docker-distribution-api-version", ""))
     oci_error = _oci_error_code(body)
     marked = api_version.startswith("registry/2") or oci_error is not None
     challenges = [c for text in challenges_text for c in parse_challenges(text)]
-    content_type = fields.get("content-type", "no content type").split(";")[0].strip()
+    content_type = clip(fields.get("content-type", "no content type").split(";")[0].strip())
     what = f"{status}"
 
     if status == 200 and (marked or json_object(body) is not None):
@@ -123,7 +147,11 @@ def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Ou
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         if bearer is not None:
             realm = bearer.realm
-            where = f", token realm {realm}" if realm else ""
+            if realm and not usable_realm(realm):
+                # Quoted, bounded: the registry's text. Not probed: no host a pull could reach.
+                shown = describe_input(realm, REALM_SHOWN)
+                return Outcome(detail=f"401 Bearer challenge, a registry, unusable realm {shown}")
+            where = f", token realm {clip(realm, SHOWN_MAX)}" if realm else ""
             return Outcome(detail=f"401 Bearer challenge, a registry{where}", realm=realm)
         if any(c.scheme == "basic" for c in challenges):
             return Outcome(detail="401 Basic challenge, a registry")
@@ -151,6 +179,28 @@ def classify(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Ou
         f"{status} {content_type}{moved}{page}: no registry header or OCI error body "
         "(a captive portal, a proxy's error page or another service answers here)",
     )
+
+
+def usable_realm(realm: str) -> bool:
+    """A realm a client can ask: an http(s) URL of at most REALM_MAX characters whose host is a
+    DNS name (at most 253 characters, labels of at most 63) or an IP address, and a valid port.
+    Anything else is not probed, and only quoted (bounded) in a detail."""
+    if len(realm) > REALM_MAX or not realm.isascii() or not realm.isprintable():
+        return False
+    try:
+        url = urlsplit(realm)
+        url.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    host = url.hostname or ""
+    if url.scheme not in ("http", "https") or not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.rstrip(".").split(".")
+        return len(host) <= 253 and all(0 < len(label) <= 63 for label in labels)
+    return True
 
 
 def json_object(body: bytes) -> dict[str, object] | None:

@@ -2,7 +2,8 @@
 
 Linux tells a drop from a reject: a dropped SYN never answers (the caller's deadline ends it:
 `tcp_timeout`), a RST is ECONNREFUSED, an ICMP unreachable or a missing route is
-EHOSTUNREACH / ENETUNREACH.
+EHOSTUNREACH / ENETUNREACH. A socket the agent cannot open (EMFILE, ENFILE) is the agent's own
+trouble, said so in the detail (`probe.checks.descriptors`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 
 from probe.checks import Outcome, Probe
 from probe.checks.connection import Connection
+from probe.checks.descriptors import log_shortage, shortage
 from probe.reasons import Reason
 
 _UNREACHABLE = frozenset(
@@ -27,6 +29,7 @@ async def run(probe: Probe) -> Outcome:
         probe.connection = await Connection.open(probe.address, probe.endpoint.port)
     except OSError as error:
         phases = {"connect": time.perf_counter() - started}
+        log_shortage(error, f"dial tcp {target}")
         reason, why = classify(error)
         return Outcome.failed(reason, f"dial tcp {target}: {why}", phases=phases)
     phases = {"connect": time.perf_counter() - started}
@@ -36,6 +39,9 @@ async def run(probe: Probe) -> Outcome:
 def classify(error: OSError) -> tuple[Reason, str]:
     """The reason for a failed connect; the words are the kernel's, as kubelet shows them."""
     why = error.strerror or str(error)
+    local = shortage(error)
+    if local is not None:  # no packet left: like EADDRNOTAVAIL, a local refusal to dial
+        return Reason.TCP_UNREACHABLE, local
     if isinstance(error, ConnectionRefusedError) or error.errno == errno.ECONNREFUSED:
         return Reason.TCP_REFUSED, "connection refused"
     if error.errno in _UNREACHABLE:

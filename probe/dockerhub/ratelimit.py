@@ -7,7 +7,10 @@ manifest, whose `ratelimit-*` headers give the limit, what is left and who is co
 Anonymous pulls are always read; authenticated ones when a `.dockerconfigjson` is configured.
 
 Docker Hub is asked at most once per `ratelimit_interval` per account, with backoff after a
-429 (`RateLimitGate`); between asks the last answer stands. The sans-IO rules live in
+429 (`RateLimitGate`); between asks the last answer stands. The authenticated account is asked
+only when its credentials may go to Docker Hub (`NodeClient.credentials_refused`: verified TLS
+to auth.docker.io and registry-1.docker.io); otherwise nothing of it is sent, the detail says
+why, and the anonymous limit is still read. The sans-IO rules live in
 `probe.dockerhub`; this module only sends what they describe.
 """
 
@@ -17,10 +20,11 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from probe.checks.client import FetchError, NodeClient
+from probe.checks.client import CredentialsWithheld, FetchError, NodeClient
 from probe.config import HostPort
 from probe.dockerhub.rules import (
     DOCKER_HUB_REALM,
+    DOCKER_HUB_REGISTRY,
     Auth,
     DockerConfigError,
     DockerCredentials,
@@ -70,6 +74,12 @@ class DockerHubRateLimit:
             accounts.append(Auth.AUTHENTICATED)
         readings: list[AccountReading] = []
         for auth in accounts:
+            if auth is Auth.AUTHENTICATED:
+                refused = _credentials_refused(client)
+                if refused is not None:
+                    self._tokens.drop(auth)  # a token got before is not sent either
+                    readings.append(_withheld(auth, refused))
+                    continue
             if self._gate.try_acquire(auth, time.monotonic()):
                 self._last[auth] = await self._ask(client, auth)
             reading = self._last.get(auth)
@@ -103,6 +113,8 @@ class DockerHubRateLimit:
             outcome = HubAnswer(Reason.HTTP_TIMEOUT, f"Docker Hub did not answer in {timeout:g}s")
         except FetchError as error:
             outcome = HubAnswer(error.reason, error.detail)
+        except CredentialsWithheld as error:
+            outcome = HubAnswer(None, error.detail)
         except DockerConfigError as error:
             outcome = HubAnswer(
                 Reason.AUTH_FAILED, f"credentials file {self.credentials_file}: {error}"
@@ -130,7 +142,8 @@ class DockerHubRateLimit:
         )
 
     async def _flow(self, client: NodeClient, auth: Auth) -> HubAnswer:
-        credentials = self._credentials() if auth is Auth.AUTHENTICATED else None
+        secret = auth is Auth.AUTHENTICATED  # an anonymous token is nobody's secret
+        credentials = self._credentials() if secret else None
         if auth is Auth.AUTHENTICATED and credentials is None:
             return HubAnswer(
                 Reason.AUTH_FAILED,
@@ -139,14 +152,16 @@ class DockerHubRateLimit:
         token = self._tokens.get(auth, time.time())
         if token is None:
             asked = token_request(credentials, realm=DOCKER_HUB_REALM)
-            answer = await client.request(asked.method, asked.url, list(asked.headers), asked.body)
+            answer = await client.request(
+                asked.method, asked.url, list(asked.headers), asked.body, credentials=secret
+            )
             issued = parse_token_response(answer.status, answer.body, time.time(), answer.headers)
             if not isinstance(issued, Token):
                 return issued
             token = issued
             self._tokens.put(auth, token)
         head = manifest_head_request(token)
-        answer = await client.request(head.method, head.url, list(head.headers))
+        answer = await client.request(head.method, head.url, list(head.headers), credentials=secret)
         outcome = classify_manifest_head(answer.status, answer.headers)
         if outcome.reason == Reason.AUTH_FAILED:
             self._tokens.drop(auth)
@@ -156,3 +171,23 @@ class DockerHubRateLimit:
         assert self.credentials_file is not None  # noqa: S101 - only asked when configured
         with open(self.credentials_file, encoding="utf-8") as secret:
             return parse_docker_config(secret.read())
+
+
+def _credentials_refused(client: NodeClient) -> str | None:
+    """Why the account's credentials may not go to Docker Hub's token service (Basic, refresh
+    token) or its registry (the account's Bearer token), or None when they may."""
+    return client.credentials_refused(DOCKER_HUB_REALM) or client.credentials_refused(
+        DOCKER_HUB_REGISTRY
+    )
+
+
+def _withheld(auth: Auth, refused: str) -> AccountReading:
+    """The reading of an account whose credentials may not be sent: no limit, and why."""
+    return AccountReading(
+        auth=auth,
+        reason=None,
+        detail=f"credentials not sent: {refused}; only the anonymous limit is read",
+        ratelimit=None,
+        seconds=0.0,
+        at=time.time(),
+    )

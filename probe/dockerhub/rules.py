@@ -80,6 +80,10 @@ _REMAINING_NAMES = ("ratelimit-remaining", "x-ratelimit-remaining")
 _SOURCE_NAME = "docker-ratelimit-source"
 _NUMBER = re.compile(r"[0-9]{1,15}")  # ASCII only: int() would also take "١٢" and "1_0"
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
+# What a token may be to go in `Authorization: Bearer <token>`: visible ASCII. RFC 6750's
+# b64token is narrower (JWTs, Docker Hub's tokens, fit it); a space, a control character (a CR LF
+# would split the header) or a non-ASCII character cannot be sent as a header value here.
+_HEADER_TOKEN = re.compile(r"[!-~]+")
 _QUOTE_LENGTH = 40
 _MESSAGE_LENGTH = 200
 
@@ -545,7 +549,7 @@ def parse_token_response(
     status: int, body: bytes, now: float, headers: Iterable[tuple[str, str]] = ()
 ) -> Token | HubAnswer:
     """A token, or why there is none: 401/403 auth_failed, 429 rate_limited (with the limit
-    headers of the 429), a 200 without a token not_a_registry, anything else
+    headers of the 429), a 200 without a usable token not_a_registry, anything else
     http_unexpected_status. `now` is Unix time, as ``issued_at`` is."""
     headers = list(headers)
     if status == 200:
@@ -555,6 +559,14 @@ def parse_token_response(
         value = document.get("token") or document.get("access_token")
         if not isinstance(value, str) or not value:
             return HubAnswer(Reason.NOT_A_REGISTRY, "token service answered 200 without a token")
+        if not _HEADER_TOKEN.fullmatch(value):
+            # Answered, but not with what a token service gives: like a 200 without a token,
+            # not a status problem. The token itself is never quoted.
+            return HubAnswer(
+                Reason.NOT_A_REGISTRY,
+                "token service answered 200 with a token that cannot be sent in a header "
+                "(a space, a control or a non-ASCII character)",
+            )
         lifetime = _expires_in(document)
         issued = _issued_at(document)
         # issued_at counts only when the clocks roughly agree; otherwise the lifetime runs from

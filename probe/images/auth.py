@@ -9,8 +9,10 @@ sends the request again with the username and password.
 Where credentials go (SPEC.md, "Images"): only over TLS the node verifies, to the registry's
 host or the realm that host named; over plain HTTP only to a registry configured as plain HTTP;
 never to a host whose certificate is not verified (`skip_verify`), never after a redirect (the
-client follows none). Where they may not go, the request is made without them and the detail
-says why. Tokens and passwords live in memory for one check and are never shown.
+client follows none). `NodeClient.credentials_refused` is that rule, and every request carrying
+an account is marked `credentials=True`, so the client refuses it too. Where they may not go,
+the request is made without them and the detail says why. Tokens and passwords live in memory
+for one check and are never shown.
 
 `verify_registry_credentials` is the registry check's part (issue 10, item 7): the config's
 `credentials_file` for a registry, tried at its `GET /v2/` challenge, so that rejected
@@ -45,6 +47,7 @@ class Authorization:
 
     scheme: str  # "bearer" or "basic"
     header: str
+    account: bool  # it carries an account (Basic, or a token issued for one): a credential
     note: str = ""  # why credentials were not sent, when they were withheld
 
     def __repr__(self) -> str:
@@ -64,28 +67,17 @@ def token_url(realm: str, service: str | None, scopes: tuple[str, ...]) -> str:
     return f"{realm}{'&' if '?' in realm else '?'}{query}"
 
 
-def credentials_withheld(url: str, *, verified: bool, plain_http_allowed: bool) -> str | None:
-    """Why credentials must not travel to `url`, or None when they may."""
-    scheme = urlsplit(url).scheme
-    if scheme == "https":
-        return None if verified else "its certificate is not verified (skip_verify)"
-    if scheme == "http" and plain_http_allowed:
-        return None
-    return f"{describe_input(url)} is plain HTTP and the registry is not configured as plain HTTP"
-
-
 async def authorize(
     client: NodeClient,
     challenges: tuple[Challenge, ...],
     scope: str,
     credentials: DockerCredentials | None,
-    *,
-    verified: bool,
-    plain_http_allowed: bool,
 ) -> Authorization | Answer:
     """What to send again after a 401: a Bearer token from the realm, or Basic. An `Answer`
     (failed) when the token service refuses or cannot be reached, or Basic without
-    credentials."""
+    credentials. Credentials go to the realm only where `client.credentials_refused` allows
+    (verified TLS; plain HTTP for a registry configured so); else the token is asked for
+    without them, and the authorization's note says why."""
     challenge = challenges[0]  # the runtime answers the first challenge it knows
     if challenge.scheme == "basic":
         if credentials is None or credentials.password is None:
@@ -95,7 +87,7 @@ async def authorize(
                 "401 Basic challenge, and no username and password offered for this registry",
             )
         return Authorization(
-            "basic", basic_authorization(credentials.username, credentials.password)
+            "basic", basic_authorization(credentials.username, credentials.password), True
         )
     realm = challenge.realm
     parsed = urlsplit(realm or "")
@@ -112,9 +104,7 @@ async def authorize(
         )
     note = ""
     if credentials is not None:
-        withheld = credentials_withheld(
-            realm, verified=verified, plain_http_allowed=plain_http_allowed
-        )
+        withheld = client.credentials_refused(realm)
         if withheld is not None:
             note = f"credentials not sent to the token service: {withheld}"
             credentials = None
@@ -127,7 +117,7 @@ async def authorize(
     host = parsed.hostname
     endpoint = HostPort(host, port or (443 if parsed.scheme == "https" else 80))
     try:
-        answer = await client.request("GET", url, headers)
+        answer = await client.request("GET", url, headers, credentials=credentials is not None)
     except FetchError as error:
         detail = f"token service {host}: {error.detail}"
         return Answer(Step.FAILED, error.reason, detail, endpoint=endpoint)
@@ -139,7 +129,7 @@ async def authorize(
         credentials_offered=credentials is not None,
     )
     if isinstance(issued, Token):
-        return Authorization("bearer", f"Bearer {issued.value}", note)
+        return Authorization("bearer", f"Bearer {issued.value}", credentials is not None, note)
     detail = f"token service {host}: {issued.detail}"
     detail = f"{detail} ({note})" if note else detail
     return dataclasses.replace(issued, detail=detail, endpoint=endpoint)
@@ -166,9 +156,6 @@ async def verify_registry_credentials(
     api_url: str,
     registry: str,
     credentials_file: str,
-    *,
-    verified: bool,
-    plain_http_allowed: bool,
 ) -> CheckResult:
     """The `http` check of a registry with a `credentials_file`, with the credentials tried at
     its `GET /v2/` challenge: `auth_failed` when the token service (Bearer) or the registry
@@ -196,13 +183,11 @@ async def verify_registry_credentials(
             f"credentials file {credentials_file} holds no username and password for {registry}",
         )
     who = account.describe()
-    withheld = credentials_withheld(
-        api_url, verified=verified, plain_http_allowed=plain_http_allowed
-    )
+    withheld = client.credentials_refused(api_url)
     if withheld is not None:
         return noted(f"credentials not checked: {withheld}")
     try:
-        verdict = await _login(client, api_url, account.credentials, verified, plain_http_allowed)
+        verdict = await _login(client, api_url, account.credentials)
     except FetchError as error:
         return failed(error.reason, f"checking the credentials: {error.detail}")
     if verdict is None:
@@ -214,11 +199,7 @@ async def verify_registry_credentials(
 
 
 async def _login(
-    client: NodeClient,
-    api_url: str,
-    credentials: DockerCredentials,
-    verified: bool,
-    plain_http_allowed: bool,
+    client: NodeClient, api_url: str, credentials: DockerCredentials
 ) -> Answer | str | None:
     """`docker login`'s check: None when accepted, a note when there was nothing to check, or
     the failed answer."""
@@ -231,14 +212,7 @@ async def _login(
     if read.step != Step.CHALLENGED:
         return f"credentials not checked: GET /v2/ answered {first.status}"
     scheme = read.challenges[0].scheme
-    authorization = await authorize(
-        client,
-        read.challenges,
-        "",
-        credentials,
-        verified=verified,
-        plain_http_allowed=plain_http_allowed,
-    )
+    authorization = await authorize(client, read.challenges, "", credentials)
     if isinstance(authorization, Answer):
         if authorization.reason == Reason.IMAGE_AUTH_MISSING:  # cannot happen with credentials
             return dataclasses.replace(authorization, reason=Reason.AUTH_FAILED)
@@ -248,7 +222,10 @@ async def _login(
     if scheme == "bearer":
         return None  # the token service accepted them; /v2/ needs no scope to answer
     again = await client.request(
-        "GET", api_url, [_ACCEPT_JSON, ("Authorization", authorization.header)]
+        "GET",
+        api_url,
+        [_ACCEPT_JSON, ("Authorization", authorization.header)],
+        credentials=authorization.account,
     )
     if again.status == 200:
         return None

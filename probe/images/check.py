@@ -32,11 +32,11 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from probe.checks.client import FetchError, NodeClient
+from probe.checks.client import CredentialsWithheld, FetchError, NodeClient
 from probe.config import DOCKER_HUB_REGISTRY, HostPort, RegistryAddress, RegistryConfig
 from probe.dockerhub.rules import DockerConfigError, parse_docker_config_entries
 from probe.engine import Engine
-from probe.images.auth import Authorization, authorize, credentials_withheld
+from probe.images.auth import Authorization, authorize
 from probe.images.keyring import Keyring, OfferedCredentials, lookup
 from probe.images.pull import (
     INDEX_TYPES,
@@ -288,17 +288,14 @@ class ImageChecker:
         endpoint = _endpoint(host)
         path = _request_path(reference, host, kind, obj)
         url = f"{address.url}{path}"
-        verified = address.tls and not host.skip_verify
-        plain = not address.tls
+        client = self._client(registry, host, view)
         credentials = offer.credentials if offer is not None else None
         notes: list[str] = []
         if credentials is not None:
-            withheld = credentials_withheld(url, verified=verified, plain_http_allowed=plain)
+            withheld = client.credentials_refused(url)
             if withheld is not None:
                 notes.append(f"credentials not sent: {withheld}")
                 credentials = None
-        context = self.engine.ssl_context(registry, host, view)
-        client = NodeClient(view.resolver, context, view.routes)
         accept = [("Accept", MANIFEST_ACCEPT)]
         authorization: Authorization | None = None
         timeout = self.engine.config.timeout
@@ -314,12 +311,7 @@ class ImageChecker:
                 )
                 if answer.step == Step.CHALLENGED:
                     granted = await authorize(
-                        client,
-                        answer.challenges,
-                        repository_scope(reference.path),
-                        credentials,
-                        verified=verified,
-                        plain_http_allowed=plain,
+                        client, answer.challenges, repository_scope(reference.path), credentials
                     )
                     if isinstance(granted, Answer):
                         answer = granted
@@ -328,13 +320,16 @@ class ImageChecker:
                         if granted.note:
                             notes.append(granted.note)
                         again = await client.request(
-                            "HEAD", url, [*accept, ("Authorization", granted.header)]
+                            "HEAD",
+                            url,
+                            [*accept, ("Authorization", granted.header)],
+                            credentials=granted.account,
                         )
                         answer = classify_manifest(
                             again.status,
                             again.headers,
                             authorization=granted.scheme,
-                            credentials_offered=credentials is not None and not granted.note,
+                            credentials_offered=granted.account,
                         )
         except TimeoutError:
             answer = Answer(
@@ -345,6 +340,8 @@ class ImageChecker:
             )
         except FetchError as error:
             answer = Answer(Step.FAILED, error.reason, error.detail)
+        except CredentialsWithheld as error:  # checked above; the client's own rule agrees
+            answer = Answer(Step.FAILED, Reason.IMAGE_AUTH_MISSING, error.detail)
         elapsed = time.perf_counter() - started
         detail = f"HEAD {path}: {answer.detail}"
         if notes:
@@ -392,14 +389,17 @@ class ImageChecker:
         headers = [("Accept", MANIFEST_ACCEPT)]
         if authorization is not None:
             headers.append(("Authorization", authorization.header))
-        client = NodeClient(
-            view.resolver, self.engine.ssl_context(registry, host, view), view.routes
-        )
+        client = self._client(registry, host, view)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.engine.config.timeout):
-                answer = await client.request("GET", f"{host.address.url}{path}", headers)
-        except (TimeoutError, FetchError) as error:
+                answer = await client.request(
+                    "GET",
+                    f"{host.address.url}{path}",
+                    headers,
+                    credentials=authorization is not None and authorization.account,
+                )
+        except (TimeoutError, FetchError, CredentialsWithheld) as error:
             detail = getattr(error, "detail", None) or "no answer in time"
             walk.detail += f"; {platform} not checked: GET of the index failed ({detail})"
             return
@@ -422,6 +422,14 @@ class ImageChecker:
             walk.reason, walk.detail = verdict.reason, verdict.detail
         else:
             walk.detail += f"; {verdict.detail}"
+
+    def _client(self, registry: RegistryConfig, host: RegistryHost, view: NodeView) -> NodeClient:
+        """A client with the host's trust; credentials over plain HTTP only to a host the node
+        or the config names as plain HTTP (the runtime sends them there too)."""
+        context = self.engine.ssl_context(registry, host, view)
+        return NodeClient(
+            view.resolver, context, view.routes, plain_http_credentials=not host.address.tls
+        )
 
     def _refused(self, target: ImageTarget, error: ValueError) -> ImageReport:
         """A reference the runtime cannot even parse: the wrong name (cause 1)."""

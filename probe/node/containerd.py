@@ -36,7 +36,15 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from probe.node.files import Problems, boolean, dig, endpoint, load_toml, string_list, table
+from probe.node.files import (
+    Problems,
+    boolean,
+    dig,
+    endpoint,
+    load_toml,
+    string_list,
+    table,
+)
 from probe.node.hostfs import HostFS
 from probe.node.registries import (
     ALL_CAPABILITIES,
@@ -308,6 +316,9 @@ def _registries(
         problems=tuple(problems.found),
         hosts_dirs=dirs,
         localhost_plain=config.major == 1,
+        # Without hosts directories the CRI plugin's legacy path builds the hosts (image_pull.go
+        # registryEndpoints): pull and resolve only.
+        default_capabilities=ALL_CAPABILITIES if dirs else PULL_CAPABILITIES,
     )
 
 

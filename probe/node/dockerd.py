@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from probe.config import RegistryAddress
 from probe.node.files import Problems, endpoint, load_json, string_list
 from probe.node.hostfs import HostFS
 from probe.node.registries import (
@@ -97,8 +98,21 @@ def read_dockerd(fs: HostFS) -> NodeRegistries:
         if found is None or "/" in name.split("://")[-1]:
             continue  # a CIDR names no registry to probe
         address = found[0]
-        host = RegistryHost(address, "/v2", ALL_CAPABILITIES, (), True, DAEMON_JSON, upstream=True)
-        plans[address.label] = PullPlan(address.label, (host,), "dockerd", rule, DAEMON_JSON)
+        # HTTPS without verification first, then plain HTTP (distribution's insecure.md).
+        secure = RegistryHost(
+            address, "/v2", ALL_CAPABILITIES, (), True, DAEMON_JSON, upstream=True
+        )
+        plain = RegistryHost(
+            RegistryAddress("http", address.host, address.port),
+            "/v2",
+            ALL_CAPABILITIES,
+            (),
+            False,
+            DAEMON_JSON,
+        )
+        plans[address.label] = PullPlan(
+            address.label, (secure, plain), "dockerd", rule, DAEMON_JSON
+        )
     return NodeRegistries(
         "dockerd", rule, plans, problems=tuple(problems.found), localhost_plain=False
     )

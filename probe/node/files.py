@@ -17,6 +17,7 @@ import yaml
 
 from probe.config import RegistryAddress, parse_host_port
 from probe.display import describe_input
+from probe.node.hostfs import HostFS
 from probe.node.problems import NodeProblem
 
 
@@ -133,3 +134,19 @@ def endpoint(
         problems.add(source, f"{where}: {error}", "this host is not used")
         return None
     return RegistryAddress(scheme, named.host, named.port), (slash + path).rstrip("/")
+
+
+def unreadable_cas(
+    fs: HostFS, cas: tuple[str, ...], source: str, problems: Problems, runtime: str
+) -> str | None:
+    """The first CA file a registry's hosts name that the node does not have, as a problem
+    (the runtime fails every pull of that registry before trying any host), or None."""
+    missing = next((ca for ca in cas if fs.kind(ca) != "file"), None)
+    if missing is None:
+        return None
+    problems.add(
+        source,
+        f"names the CA file {missing}, which does not exist",
+        "every pull of this registry fails before any host is tried",
+    )
+    return f"{source} names the CA file {missing}, which {runtime} cannot read"

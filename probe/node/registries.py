@@ -89,17 +89,23 @@ class PullPlan:
     problem: str | None = None
 
 
-def default_host(name: str, *, localhost_plain: bool = True) -> RegistryHost:
+def default_host(
+    name: str,
+    *,
+    localhost_plain: bool = True,
+    capabilities: frozenset[str] = ALL_CAPABILITIES,
+) -> RegistryHost:
     """The registry itself, as a runtime reaches it with no configuration: docker.io is
     registry-1.docker.io; a localhost registry is plain HTTP without verification in containerd
-    1.x (`localhost_plain`); anything else is https://<name>."""
+    1.x (`localhost_plain`); anything else is https://<name>. containerd gives it every
+    capability (hosts.go ConfigureHosts), except on its legacy path: pull and resolve."""
     address = RegistryAddress.parse(name)
     if name == "docker.io" or address.is_docker_hub:
         address = RegistryAddress("https", DOCKER_HUB)
     elif localhost_plain and is_localhost(address.host):
         plain = RegistryAddress("http", address.host, address.port)
-        return RegistryHost(plain, capabilities=PULL_CAPABILITIES, skip_verify=True, upstream=True)
-    return RegistryHost(address, capabilities=PULL_CAPABILITIES, upstream=True)
+        return RegistryHost(plain, capabilities=capabilities, skip_verify=True, upstream=True)
+    return RegistryHost(address, capabilities=capabilities, upstream=True)
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ class NodeRegistries:
     problems: tuple[NodeProblem, ...] = ()
     hosts_dirs: tuple[str, ...] = ()  # containerd: the hosts directories read, in order
     localhost_plain: bool = True  # containerd 1.x reaches a localhost registry over plain HTTP
+    default_capabilities: frozenset[str] = ALL_CAPABILITIES  # of a registry's own default host
     # TLS settings for a registry's own host by its host[:port] (containerd 1.x legacy
     # `configs.<host>.tls`, k3s `configs`): (CA files, skip_verify).
     host_tls: Mapping[str, tuple[tuple[str, ...], bool]] = field(
@@ -128,7 +135,9 @@ class NodeRegistries:
         own = self.plans.get(name)
         if own is not None:
             return own
-        upstream = default_host(name, localhost_plain=self.localhost_plain)
+        upstream = default_host(
+            name, localhost_plain=self.localhost_plain, capabilities=self.default_capabilities
+        )
         label = "docker.io" if name == "docker.io" else upstream.address.label
         cas, skip = self.host_tls.get(label, self.host_tls.get(ANY_REGISTRY, ((), False)))
         if cas or skip:

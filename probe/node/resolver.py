@@ -52,7 +52,7 @@ def read_resolver(fs: HostFS) -> NodeResolver:
     hosts = parse_hosts(fs.read_text(HOSTS_FILE, MAX_HOSTS_FILE_BYTES) or "")
     text = fs.read_text(RESOLV_CONF)
     if text is None:
-        return NodeResolver(None, f"cannot read the node's {RESOLV_CONF}", hosts)
+        return NodeResolver(None, _unread(fs), hosts)
     resolver = dns.asyncresolver.Resolver(configure=False)
     try:
         resolver.read_resolv_conf(io.StringIO(text))
@@ -60,6 +60,20 @@ def read_resolver(fs: HostFS) -> NodeResolver:
         return NodeResolver(None, f"{RESOLV_CONF} names no nameserver", hosts)
     resolver.lifetime = _LIFETIME
     return NodeResolver(resolver, None, hosts)
+
+
+def _unread(fs: HostFS) -> str:
+    """Why resolv.conf gave no text: missing from the node, or the agent's own trouble reading
+    it (the node problem says why), which says nothing about the node's resolvers."""
+    refused = next((p.message for p in fs.problems if p.source == RESOLV_CONF), None)
+    if refused is not None:
+        return (
+            f"the agent cannot read the node's {RESOLV_CONF} ({refused}): the resolvers the "
+            "runtime uses are unknown, nothing is known of them"
+        )
+    if fs.is_dir(RESOLV_CONF):
+        return f"the node's {RESOLV_CONF} is a directory, not a file"
+    return f"the node has no {RESOLV_CONF}"
 
 
 def parse_hosts(text: str) -> Mapping[str, tuple[str, ...]]:

@@ -1,8 +1,9 @@
 """Which way each container runtime on the node goes to a registry, read from the node.
 
 The runtimes' settings come from `probe.node.runtimes` (unit files, drop-ins, daemon.json, k3s
-variables). Where the process is visible, its live environment wins: it is what the runtime
-really uses until it restarts, and a difference from the unit files is a restart pending.
+variables). Where the process is visible and trusted (`probe.node.processes`), its live
+environment wins: it is what the runtime really uses until it restarts, and a difference from
+the unit files is a restart pending. Each route names the process whose environment was read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from types import MappingProxyType
 from probe.config import RegistryAddress
 from probe.node.dockerd import DAEMON_JSON
 from probe.node.goproxy import ProxyConfigError, ProxyURL, decide
-from probe.node.processes import ProcessTable
+from probe.node.processes import ProcessTable, RuntimeProcess
 from probe.node.runtimes import (
     PROXY_VARIABLE_NAMES,
     Route,
@@ -61,8 +62,10 @@ class NodeRoutes:
         if not restart_pending(files.process_env, effective.process_env):
             return None
         where = files.unit or files.runtime
+        live = effective.live_process
+        who = f"{files.runtime}, {live}," if live else files.runtime
         return (
-            f"{files.runtime} runs with proxy settings that differ from {where}'s files "
+            f"{who} runs with proxy settings that differ from {where}'s files "
             f"(running: {_describe(effective)}; files: {_describe(files)}): "
             f"run `systemctl daemon-reload && systemctl restart {files.restart_name}`"
         )
@@ -73,18 +76,19 @@ def node_routes(files: Mapping[str, RuntimeProxyConfig], processes: ProcessTable
     the process is visible and readable."""
     configs: dict[str, RuntimeProxyConfig] = {}
     for runtime, config in files.items():
-        live = processes.live_environment(config.process)
+        live = processes.live_process(config.process)
         configs[runtime] = config if live is None else _running(config, live)
     return NodeRoutes(
         MappingProxyType(configs), MappingProxyType(dict(files)), deciding_runtime(files)
     )
 
 
-def _running(config: RuntimeProxyConfig, live: Mapping[str, str]) -> RuntimeProxyConfig:
+def _running(config: RuntimeProxyConfig, live: RuntimeProcess) -> RuntimeProxyConfig:
     """The config as the running process has it: its environment, then daemon.json on top."""
-    env = {k: v for k, v in live.items() if k in PROXY_VARIABLE_NAMES}
+    assert live.environ is not None  # noqa: S101 - live_process gives readable ones only
+    env = {k: v for k, v in live.environ.items() if k in PROXY_VARIABLE_NAMES}
     process_env = dict(env)
-    sources = dict.fromkeys(env, f"the running {config.process} process")
+    sources = dict.fromkeys(env, f"the running {config.process} process, {live.described}")
     for name, value in config.environment.items():
         if config.sources.get(name) == DAEMON_JSON:
             env[name] = value
@@ -94,6 +98,7 @@ def _running(config: RuntimeProxyConfig, live: Mapping[str, str]) -> RuntimeProx
         environment=MappingProxyType(env),
         process_env=MappingProxyType(process_env),
         sources=MappingProxyType(sources),
+        live_process=live.described,
     )
 
 

@@ -7,14 +7,26 @@ Where each runtime's environment comes from (SPEC.md, "How a node is read"):
   `<NAME>` and wins over a plain `<NAME>` (k3s pkg/agent/containerd: it appends the stripped
   variables last and os/exec keeps the last of duplicates). k3s's unit reads
   /etc/default/k3s, /etc/sysconfig/k3s and /etc/systemd/system/k3s.service.env as
-  `EnvironmentFile=`s, so those files count through the unit.
+  `EnvironmentFile=`s, so those files count through the unit. A server (k3s.service,
+  rke2-server.service) first sets NO_PROXY to NO_PROXY and no_proxy joined, plus `.svc`,
+  `.<cluster domain>`, its cluster CIDRs and service CIDRs (defaults 10.42.0.0/16,
+  10.43.0.0/16, cluster.local; from config.yaml or the unit's flags otherwise), and unsets
+  no_proxy (k3s pkg/server/server.go `setNoProxyEnv`, called by StartServer before the agent
+  starts containerd; RKE2 runs the same code). An agent-only node (k3s-agent.service,
+  rke2-agent.service) runs no StartServer. A `CONTAINERD_NO_PROXY` still replaces the result.
 - dockerd: `docker.service`, then `proxies` in /etc/docker/daemon.json ("http-proxy",
   "https-proxy", "no-proxy"), which dockerd sets over both cases of its environment at start
   (Docker 23+, cmd/dockerd configureProxyEnv); the running process's /proc environ does not
   show them.
 - crio: `crio.service`.
 
-Present means the unit, the runtime's config directory or its process is found. The CRI runtime
+A unit's `PassEnvironment=` proxy variable takes its value from the service manager's own
+environment, which no file on the node holds: it is reported as a node problem naming the unit
+and the variable, and only the live process tells its value.
+
+Present means the unit, the runtime's config directory or its trusted process (uid 0, the unit's
+`ExecStart=` binary, a well-known path or the unit's cgroup: `probe.node.processes`) is found.
+The CRI runtime
 that decides the route kubelet's pulls take is containerd when present, else CRI-O; dockerd is
 compared with it but never decides (kubelet pulls through CRI since Kubernetes 1.24).
 """
@@ -29,9 +41,21 @@ from probe.config import RUNTIMES, RegistryAddress
 from probe.node.dockerd import DAEMON_JSON, read_daemon_json
 from probe.node.goproxy import PROXY_VARIABLES, CGIProxyError, ProxyEnv, decide, variable_for
 from probe.node.hostfs import HostFS
-from probe.node.systemd import UnitEnvironment, effective_environment
+from probe.node.k3s import read_cluster_networks
+from probe.node.problems import NodeProblem
+from probe.node.processes import Expected
+from probe.node.systemd import UnitEnvironment, effective_environment, executable_paths
 from probe.result import RuntimeRoute
 
+# What k3s's install script (get.k3s.io) and RKE2's packages write as the unit's environment
+# lines (k3s-io/k3s install.sh create_systemd_service_file; rancher/rke2 bundle/lib/systemd):
+# used when the unit itself is not under the host root.
+INSTALLED_UNITS = {
+    "k3s": "[Service]\nEnvironmentFile=-/etc/default/%N\nEnvironmentFile=-/etc/sysconfig/%N\n"
+    "EnvironmentFile=-/etc/systemd/system/k3s.service.env\n",
+    "rke2": "[Service]\nEnvironmentFile=-/etc/default/%N\nEnvironmentFile=-/etc/sysconfig/%N\n"
+    "EnvironmentFile=-/usr/local/lib/systemd/system/%N.env\n",
+}
 K3S_UNITS: tuple[str, ...] = (
     "k3s.service",
     "k3s-agent.service",
@@ -49,6 +73,9 @@ class RuntimeSpec:
     config_dirs: tuple[str, ...]
     process: str  # the process name whose live environment is the runtime's
     restart_name: str  # what `systemctl restart` takes
+    # Where distributions install the runtime's binary (`*`: one path component), trusted
+    # beside the unit's own ExecStart= binary.
+    binaries: tuple[str, ...] = ()
 
 
 SPECS: Mapping[str, RuntimeSpec] = {
@@ -59,12 +86,39 @@ SPECS: Mapping[str, RuntimeSpec] = {
             "/etc/containerd",
             "/var/lib/rancher/k3s/agent/etc/containerd",
             "/var/lib/rancher/rke2/agent/etc/containerd",
+            "/etc/rancher/k3s",  # k3s and RKE2 run their own containerd
+            "/etc/rancher/rke2",
         ),
         "containerd",
         "containerd",
+        (
+            "/usr/bin/containerd",
+            "/usr/local/bin/containerd",
+            "/usr/sbin/containerd",
+            "/opt/bin/containerd",
+            # k3s and RKE2 run containerd from their data directory (k3s: data/<hash>/bin, RKE2:
+            # data/<version>/bin, linked from /var/lib/rancher/rke2/bin).
+            "/var/lib/rancher/k3s/data/*/bin/containerd",
+            "/var/lib/rancher/rke2/data/*/bin/containerd",
+            "/var/lib/rancher/rke2/bin/containerd",
+        ),
     ),
-    "dockerd": RuntimeSpec("dockerd", ("docker.service",), ("/etc/docker",), "dockerd", "docker"),
-    "crio": RuntimeSpec("crio", ("crio.service",), ("/etc/crio",), "crio", "crio"),
+    "dockerd": RuntimeSpec(
+        "dockerd",
+        ("docker.service",),
+        ("/etc/docker",),
+        "dockerd",
+        "docker",
+        ("/usr/bin/dockerd", "/usr/local/bin/dockerd", "/usr/sbin/dockerd"),
+    ),
+    "crio": RuntimeSpec(
+        "crio",
+        ("crio.service",),
+        ("/etc/crio",),
+        "crio",
+        "crio",
+        ("/usr/bin/crio", "/usr/local/bin/crio", "/usr/sbin/crio"),
+    ),
 }
 
 # Every variable Go's FromEnvironment reads (both cases), and the CGI marker.
@@ -87,6 +141,7 @@ class RuntimeProxyConfig:
     process: str = ""
     restart_name: str = ""
     suggested_file: str = ""  # where to add a proxy setting for this runtime
+    live_process: str | None = None  # "pid 812 (/usr/bin/containerd)": whose environment rules
 
     @property
     def proxy_env(self) -> ProxyEnv:
@@ -97,24 +152,48 @@ def _proxy_only(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k in PROXY_VARIABLE_NAMES}
 
 
+K3S_SERVER_UNITS = frozenset({"k3s.service", "rke2-server.service"})
+
+
 def _k3s_child_environment(
-    unit_env: UnitEnvironment,
-) -> tuple[dict[str, str], dict[str, str]]:
-    """The environment k3s gives its containerd: CONTAINERD_X passed as X, winning over X."""
+    unit_env: UnitEnvironment, fs: HostFS
+) -> tuple[dict[str, str], dict[str, str], list[NodeProblem]]:
+    """The environment k3s gives its containerd: a server's NO_PROXY additions, then
+    CONTAINERD_X passed as X, winning over X."""
     env: dict[str, str] = {}
     sources: dict[str, str] = {}
     prefixed: list[tuple[str, str]] = []
+    problems: list[NodeProblem] = []
     for name, value in unit_env.variables.items():
         if name.startswith("CONTAINERD_"):
             prefixed.append((name, value))
         else:
             env[name] = value
             sources[name] = unit_env.sources[name]
+    if unit_env.unit in K3S_SERVER_UNITS:
+        distribution = "rke2" if unit_env.unit.startswith("rke2") else "k3s"
+        arguments = unit_env.exec_start.arguments if unit_env.exec_start else ()
+        networks, problems = read_cluster_networks(fs, distribution, arguments)
+        given = [
+            entry
+            for name in ("NO_PROXY", "no_proxy")
+            for entry in env.get(name, "").split(",")
+            if entry
+        ]  # strings.FieldsFunc on ',' drops empty entries, keeps spaces
+        added = networks.no_proxy_additions()
+        origin = sources.get("NO_PROXY") or sources.get("no_proxy")
+        env.pop("no_proxy", None)
+        sources.pop("no_proxy", None)
+        env["NO_PROXY"] = ",".join([*given, *added])
+        where = f"{origin} and " if origin else ""
+        sources["NO_PROXY"] = (
+            f"{where}{distribution}'s additions ({', '.join(added)}; from {networks.source})"
+        )
     for name, value in prefixed:
         stripped = name.removeprefix("CONTAINERD_")
         env[stripped] = value
         sources[stripped] = f"{unit_env.sources[name]} ({name})"
-    return env, sources
+    return env, sources, problems
 
 
 def _daemon_json_proxies(fs: HostFS) -> tuple[dict[str, str], list[str]]:
@@ -125,6 +204,29 @@ def _daemon_json_proxies(fs: HostFS) -> tuple[dict[str, str], list[str]]:
         for name in PROXY_VARIABLES[setting]:  # dockerd overrides both cases
             env[name] = value
     return env, list(settings.problems)
+
+
+def expected_processes(
+    fs: HostFS | None = None, runtimes: Iterable[str] = RUNTIMES
+) -> dict[str, Expected]:
+    """What each runtime's process must be to be trusted (by process name): root, running the
+    binary its unit's `ExecStart=` names (read from `fs` when given) or a well-known one, or in
+    the cgroup of one of its units."""
+    found: dict[str, Expected] = {}
+    for runtime in runtimes:
+        spec = SPECS[runtime]
+        binaries: list[str] = []
+        if fs is not None:
+            for unit in spec.units:
+                unit_env = effective_environment(fs, unit)
+                binaries.extend(executable_paths(unit_env.exec_start))
+        found[spec.process] = Expected(
+            runtime=runtime,
+            name=spec.process,
+            binaries=tuple(dict.fromkeys([*binaries, *spec.binaries])),
+            units=spec.units,
+        )
+    return found
 
 
 def read_runtime(
@@ -152,6 +254,18 @@ def read_runtime(
         evidence.append(f"process {spec.process}")
     if not evidence:
         return None
+    if unit_env is None:
+        # The runtime runs, its unit file is not under the host root: its drop-ins and
+        # DefaultEnvironment= still apply; k3s's and RKE2's unit is the one their installers
+        # write, with its EnvironmentFile= lines.
+        name, text = spec.units[0], ""
+        for distribution, unit_name in (("rke2", "rke2-server.service"), ("k3s", "k3s.service")):
+            if runtime == "containerd" and fs.is_dir(f"/etc/rancher/{distribution}"):
+                name, text = unit_name, INSTALLED_UNITS[distribution]
+                break
+        assumed = effective_environment(fs, name, assumed=text)
+        if assumed.variables or assumed.dropins or text:
+            unit_env = assumed
 
     environment: dict[str, str] = {}
     sources: dict[str, str] = {}
@@ -160,8 +274,10 @@ def read_runtime(
     suggested = f"/etc/systemd/system/{spec.units[0]}.d/http-proxy.conf"
     if unit_env is not None:
         problems.extend(unit_env.problems)
+        problems.extend(_passed_problems(unit_env))
         if unit_env.unit in K3S_UNITS:
-            child, child_sources = _k3s_child_environment(unit_env)
+            child, child_sources, found = _k3s_child_environment(unit_env, fs)
+            problems.extend(p.message for p in found)
             environment, sources = _proxy_only(child), child_sources
             process_env = dict(environment)
             suggested = f"/etc/systemd/system/{unit_env.unit}.env"
@@ -187,6 +303,26 @@ def read_runtime(
         restart_name=(unit.removesuffix(".service") if unit else spec.restart_name),
         suggested_file=suggested,
     )
+
+
+def _passed_problems(unit_env: UnitEnvironment) -> list[str]:
+    """A proxy variable passed from the service manager's environment: the files cannot say it."""
+    found = []
+    for name, source in sorted(unit_env.passed.items()):
+        if name not in PROXY_VARIABLE_NAMES:
+            continue
+        fallback = (
+            f"the route below takes {name} from {unit_env.sources[name]}"
+            if name in unit_env.variables
+            else f"the route below takes {name} as unset"
+        )
+        found.append(
+            f"{source}: PassEnvironment={name}: {unit_env.unit} gets {name} from the service "
+            "manager's own environment (what PID 1 was started with, or systemctl "
+            f"set-environment), which no file on the node holds; {fallback} (only the running "
+            "process shows the real value)"
+        )
+    return found
 
 
 def read_runtimes(
@@ -235,9 +371,12 @@ class Route:
     why: str = ""
     problem: str | None = None
     no_proxy_entry: str | None = None  # the NO_PROXY entry that sent it direct
+    process: str | None = None  # the live process whose environment decided, when one did
 
     def to_result(self) -> RuntimeRoute:
-        return RuntimeRoute(runtime=self.runtime, route=self.route, proxy=self.proxy)
+        return RuntimeRoute(
+            runtime=self.runtime, route=self.route, proxy=self.proxy, process=self.process
+        )
 
 
 def route_for(registry: RegistryAddress, config: RuntimeProxyConfig) -> Route:
@@ -247,7 +386,15 @@ def route_for(registry: RegistryAddress, config: RuntimeProxyConfig) -> Route:
     try:
         decision = decide(env, scheme, registry.host, registry.port)
     except CGIProxyError as exc:
-        return Route(config.runtime, registry.label, "direct", None, why=str(exc), problem=str(exc))
+        return Route(
+            config.runtime,
+            registry.label,
+            "direct",
+            None,
+            why=str(exc),
+            problem=str(exc),
+            process=config.live_process,
+        )
     setting = "https_proxy" if scheme == "https" else "http_proxy"
     variable = variable_for(config.environment, setting)
     if decision.no_proxy_entry is not None:
@@ -264,6 +411,7 @@ def route_for(registry: RegistryAddress, config: RuntimeProxyConfig) -> Route:
             why=decision.why,
             problem=decision.problem,
             no_proxy_entry=decision.no_proxy_entry,
+            process=config.live_process,
         )
     return Route(
         config.runtime,
@@ -275,6 +423,7 @@ def route_for(registry: RegistryAddress, config: RuntimeProxyConfig) -> Route:
         source=source,
         why=decision.why,
         problem=decision.problem,
+        process=config.live_process,
     )
 
 

@@ -25,6 +25,17 @@ src/shared/conf-parser.c:
   applied in the lexical order of their names after the unit file.
 - `DefaultEnvironment=` in `[Manager]` of etc/systemd/system.conf and system.conf.d drop-ins: the
   lowest precedence, under `Environment=`.
+- `PassEnvironment=` (systemd.exec(5)): space-separated names whose values come from the service
+  manager's own environment (what PID 1 was started with, or `systemctl set-environment`), not
+  from any file; an empty `PassEnvironment=` resets the list. Such a value sits above
+  `DefaultEnvironment=` and under `Environment=` and `EnvironmentFile=` (src/core/execute.c
+  builds the environment in that order). The node's files cannot say it: it is reported, and
+  read only from the live process.
+- `ExecStart=` (systemd.service(5)): the command's first word is the executable, after the
+  prefixes `@`, `-`, `:`, `+`, `!`, `!!`; an empty `ExecStart=` resets the list (a drop-in that
+  replaces the command). A name without a `/` is looked up in /usr/local/sbin, /usr/local/bin,
+  /usr/sbin, /usr/bin (the fixed search path of systemd >= 239). It tells which executable a
+  process of the unit runs (`probe.node.processes`).
 """
 
 from __future__ import annotations
@@ -98,7 +109,43 @@ class EnvironmentFileReset:
     line: int
 
 
-Directive = Assignment | EnvironmentReset | EnvironmentFileEntry | EnvironmentFileReset
+@dataclass(frozen=True)
+class PassedVariable:
+    """`PassEnvironment=NAME`: the value comes from the service manager's environment."""
+
+    name: str
+    line: int
+
+
+@dataclass(frozen=True)
+class PassReset:
+    """An empty `PassEnvironment=`: earlier names are not passed."""
+
+    line: int
+
+
+@dataclass(frozen=True)
+class ExecStart:
+    """`ExecStart=`: the executable of one command (None: an empty `ExecStart=`, a reset)."""
+
+    executable: str | None
+    arguments: tuple[str, ...]
+    line: int
+
+
+Directive = (
+    Assignment
+    | EnvironmentReset
+    | EnvironmentFileEntry
+    | EnvironmentFileReset
+    | PassedVariable
+    | PassReset
+    | ExecStart
+)
+
+# systemd's fixed search path for an ExecStart= executable given without a `/` (systemd 239+).
+EXEC_SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin")
+_EXEC_PREFIXES = "@-:+!"
 
 
 @dataclass(frozen=True)
@@ -122,6 +169,10 @@ class UnitEnvironment:
     sources: Mapping[str, str]  # variable -> the file that set it, as the node names it
     problems: tuple[str, ...] = ()
     masked: bool = False
+    # PassEnvironment= names not set by Environment= or EnvironmentFile=: name -> the file
+    # that passes it. Their values are the service manager's, unknown here.
+    passed: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    exec_start: ExecStart | None = None  # the first command of the last ExecStart= list
 
     @property
     def suggested_dropin(self) -> str:
@@ -328,14 +379,43 @@ def ini_entries(text: str) -> tuple[list[IniEntry], list[str]]:
     return entries, problems
 
 
+def parse_exec_start(value: str, unit_name: str = "") -> tuple[str, tuple[str, ...]] | None:
+    """The executable and arguments of an `ExecStart=` command, or None when it has none."""
+    command = value.lstrip(_EXEC_PREFIXES)
+    try:
+        words = [_expand_specifiers(w, unit_name) for w in _words(command)]
+    except _SyntaxError:
+        return None
+    if not words or not words[0]:
+        return None
+    return words[0], tuple(words[1:])
+
+
 def parse_unit_environment(text: str, source: str = "", unit_name: str = "") -> UnitFileSettings:
-    """The `Environment=` and `EnvironmentFile=` directives of a unit file's `[Service]`."""
+    """The `Environment=`, `EnvironmentFile=`, `PassEnvironment=` and `ExecStart=` directives of
+    a unit file's `[Service]`."""
     entries, problems = ini_entries(text)
     directives: list[Directive] = []
     for entry in entries:
         if entry.section != "Service":
             continue
-        if entry.key == "Environment":
+        if entry.key == "ExecStart":
+            if not entry.value:
+                directives.append(ExecStart(None, (), entry.line))
+                continue
+            command = parse_exec_start(entry.value, unit_name)
+            if command is None:
+                problems.append(f"line {entry.line}: ExecStart= has no command, ignored")
+                continue
+            directives.append(ExecStart(command[0], command[1], entry.line))
+        elif entry.key == "PassEnvironment":
+            if not entry.value:
+                directives.append(PassReset(entry.line))
+                continue
+            names, bad = parse_environment_names(entry.value)
+            directives.extend(PassedVariable(n, entry.line) for n in names)
+            problems.extend(f"line {entry.line}: PassEnvironment= {p}" for p in bad)
+        elif entry.key == "Environment":
             if not entry.value:
                 directives.append(EnvironmentReset(entry.line))
                 continue
@@ -358,6 +438,21 @@ def parse_unit_environment(text: str, source: str = "", unit_name: str = "") -> 
                 continue
             directives.append(EnvironmentFileEntry(path, optional, entry.line))
     return UnitFileSettings(source, tuple(directives), tuple(problems))
+
+
+def parse_environment_names(rvalue: str) -> tuple[list[str], list[str]]:
+    """`PassEnvironment=` names (unquoted, C escapes); invalid names dropped with a problem."""
+    names: list[str] = []
+    problems: list[str] = []
+    try:
+        for word in _words(rvalue):
+            if _NAME.match(word):
+                names.append(word)
+            else:
+                problems.append(f"invalid variable name {word!r} ignored")
+    except _SyntaxError as exc:
+        problems.append(f"invalid syntax ({exc}): rest of the line ignored")
+    return names, problems
 
 
 # --- environment files ----------------------------------------------------------------------------
@@ -464,6 +559,8 @@ class _Accumulator:
 
     assignments: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> value, file
     files: list[tuple[EnvironmentFileEntry, str]] = field(default_factory=list)
+    passed: dict[str, str] = field(default_factory=dict)  # name -> file
+    commands: list[ExecStart] = field(default_factory=list)
 
     def apply(self, settings: UnitFileSettings) -> None:
         for directive in settings.directives:
@@ -473,8 +570,16 @@ class _Accumulator:
                 self.assignments.clear()
             elif isinstance(directive, EnvironmentFileEntry):
                 self.files.append((directive, settings.source))
-            else:
+            elif isinstance(directive, EnvironmentFileReset):
                 self.files.clear()
+            elif isinstance(directive, PassedVariable):
+                self.passed.setdefault(directive.name, settings.source)
+            elif isinstance(directive, PassReset):
+                self.passed.clear()
+            elif directive.executable is None:
+                self.commands.clear()
+            else:
+                self.commands.append(directive)
 
 
 def dropin_files(fs: HostFS, dirs: tuple[str, ...], names: tuple[str, ...]) -> list[str]:
@@ -540,10 +645,13 @@ def _read_environment_files(
     return result, problems
 
 
-def effective_environment(fs: HostFS, unit: str) -> UnitEnvironment:
+def effective_environment(fs: HostFS, unit: str, assumed: str | None = None) -> UnitEnvironment:
     """The environment systemd gives `unit` (e.g. "containerd.service"), read from the node.
 
     DefaultEnvironment= < Environment= (unit file, then drop-ins by name) < EnvironmentFile=.
+    `assumed` stands for the unit file when it is not under the host root (a runtime known to
+    run, whose unit lives where the agent does not look): its drop-ins and DefaultEnvironment=
+    still apply.
     """
     unit_path: str | None = None
     for directory in UNIT_SEARCH_PATH:
@@ -559,8 +667,13 @@ def effective_environment(fs: HostFS, unit: str) -> UnitEnvironment:
     dropins = tuple(dropin_files(fs, UNIT_SEARCH_PATH, (f"{unit}.d", f"{kind}.d")))
     state = _Accumulator()
     problems: list[str] = []
-    for path in ([unit_path] if unit_path else []) + list(dropins):
-        text = fs.read_text(path) or ""
+    texts: list[tuple[str, str]] = []
+    if unit_path is not None:
+        texts.append((unit_path, fs.read_text(unit_path) or ""))
+    elif assumed is not None:
+        texts.append((f"{unit} (as its installer writes it)", assumed))
+    texts += [(path, fs.read_text(path) or "") for path in dropins]
+    for path, text in texts:
         settings = parse_unit_environment(text, path, unit)
         problems.extend(f"{path}: {p}" for p in settings.problems)
         state.apply(settings)
@@ -571,6 +684,13 @@ def effective_environment(fs: HostFS, unit: str) -> UnitEnvironment:
     from_files, file_problems = _read_environment_files(fs, state.files, unit)
     problems.extend(file_problems)
     merged.update(from_files)
+    # PassEnvironment= sits under Environment= and EnvironmentFile=: only the names they do not
+    # set keep the manager's (unknown) value.
+    passed = {
+        name: source
+        for name, source in state.passed.items()
+        if name not in state.assignments and name not in from_files
+    }
     return UnitEnvironment(
         unit=unit,
         found=unit_path is not None,
@@ -579,4 +699,16 @@ def effective_environment(fs: HostFS, unit: str) -> UnitEnvironment:
         variables=MappingProxyType({k: v for k, (v, _) in merged.items()}),
         sources=MappingProxyType({k: src for k, (_, src) in merged.items()}),
         problems=tuple(problems),
+        passed=MappingProxyType(passed),
+        exec_start=state.commands[0] if state.commands else None,
     )
+
+
+def executable_paths(command: ExecStart | None) -> tuple[str, ...]:
+    """Where the executable of an `ExecStart=` command is, as the node names it: the path, or
+    each directory of systemd's search path for a bare name."""
+    if command is None or command.executable is None:
+        return ()
+    if "/" in command.executable:
+        return (command.executable,) if command.executable.startswith("/") else ()
+    return tuple(f"{directory}/{command.executable}" for directory in EXEC_SEARCH_PATH)

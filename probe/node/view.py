@@ -36,9 +36,9 @@ from probe.node.resolver import NodeResolver, read_resolver
 from probe.node.routes import NodeRoutes, node_routes
 from probe.node.runtimes import (
     K3S_UNITS,
-    SPECS,
     RuntimeProxyConfig,
     deciding_runtime,
+    expected_processes,
     read_runtimes,
 )
 from probe.node.trust import CAFile, NodeTrust, certs_d_ca_files, read_ca_files, read_trust
@@ -126,9 +126,12 @@ class NodeReader:
         return self._view
 
     def _read(self, last: NodeView | None) -> NodeView:
-        wanted = {SPECS[r].process for r in self.runtimes}
-        table = scan_processes(wanted, self._processes)
-        changed = last is None or table != self._table or last.read_again()
+        # What a runtime's process must be to be trusted depends on its unit's ExecStart=.
+        expected, changed = self._part(
+            "processes", lambda fs: expected_processes(fs, self.runtimes)
+        )
+        table = scan_processes(expected, self._processes)
+        changed |= last is None or table != self._table or last.read_again()
         self._table = table
 
         resolver, fresh = self._part("resolver", read_resolver)
@@ -148,6 +151,7 @@ class NodeReader:
         routes = node_routes(files, table)
         problems = [p for part in self._parts.values() for p in part.problems]
         problems += found.problems
+        problems += table.problems
         problems += _runtime_problems(files)
         generation = 1 if last is None else last.generation + (1 if changed else 0)
         if not changed and last is not None:
@@ -183,6 +187,10 @@ def read_registries(fs: HostFS, files: Mapping[str, RuntimeProxyConfig]) -> Node
         unit = files["containerd"].unit
         if unit in K3S_UNITS:
             return read_registries_yaml(fs, "rke2" if unit and unit.startswith("rke2") else "k3s")
+        if unit is None:  # no unit under the host root: k3s's or RKE2's files still tell
+            for distribution in ("rke2", "k3s"):
+                if fs.is_dir(f"/etc/rancher/{distribution}"):
+                    return read_registries_yaml(fs, distribution)
         return read_containerd(fs)
     if decider == "crio":
         return read_crio(fs)

@@ -359,7 +359,7 @@ class ProbeCollector(Collector):
             families[ENDPOINT_ADDRESSES].add_metric([registry, endpoint, "ok"], ok)
             families[ENDPOINT_ADDRESSES].add_metric([registry, endpoint, "failed"], failed)
             cert = next((c.cert for c in checks if c.cert is not None), None)
-            if cert is not None:
+            if cert is not None and cert.not_after is not None:
                 families[CERT_EXPIRY].add_metric([registry, endpoint], cert.not_after)
         families[LAST_RUN].add_metric([registry], report.finished_at)
         for account in report.ratelimits:

@@ -114,7 +114,9 @@ def _registry_json(report: RegistryReport) -> dict[str, Any]:
         ]
     if report.routes:
         document["routes"] = [
-            {"runtime": r.runtime, "route": r.route, "proxy": r.proxy} for r in report.routes
+            {"runtime": r.runtime, "route": r.route, "proxy": r.proxy}
+            | ({"process": r.process} if r.process else {})
+            for r in report.routes
         ]
         document["proxy_consistent"] = report.proxy_consistent
     return document
@@ -249,7 +251,8 @@ def _registry_text(report: RegistryReport) -> list[str]:
             lines.append(f"      ratelimit ({limit.auth}): no limit headers (unlimited account)")
     for route in report.routes:
         via = f"through {route.proxy}" if route.proxy else "direct"
-        lines.append(f"      route     {route.runtime} goes {via}")
+        read = f" (environment of {route.process})" if route.process else ""
+        lines.append(f"      route     {route.runtime} goes {via}{read}")
     failures = [c for c in report.checks if not c.ok]
     seen: set[str] = set()
     for check in failures:
@@ -260,5 +263,7 @@ def _registry_text(report: RegistryReport) -> list[str]:
     return lines
 
 
-def _iso(timestamp: float) -> str:
+def _iso(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "unknown"
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

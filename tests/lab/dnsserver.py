@@ -13,9 +13,12 @@ It answers on UDP and TCP port 53 of every ADDRESS. ZONE.json maps names to beha
      "closed.lab.test": "refused", "black.lab.test": "drop"}
 
 A name with records answers NOERROR with the records of the asked type (none: NOERROR with an
-empty answer, "NODATA"); `nxdomain`, `servfail`, `refused` answer with that rcode; `drop` never
-answers. Names not in the file are NXDOMAIN. The file is reread when its mtime changes, so the
-lab can add names while the server runs (write a new file and rename it over the old one).
+empty answer, "NODATA"); a name with a "CNAME" (`{"CNAME": ["target.lab.test."]}`) answers any
+other type with its CNAME and, as an authoritative server does, the chain it leads to within the
+zone, at most 16 links (a loop answers its first 16); `nxdomain`, `servfail`, `refused` answer
+with that rcode; `drop` never answers. Names not in the file are NXDOMAIN. The file is reread
+when its mtime changes, so the lab can add names while the server runs (write a new file and
+rename it over the old one).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import dns.rdatatype
 import dns.rrset
 
 TTL = 5
+MAX_CHAIN = 16  # CNAME links followed within the zone in one answer (BIND's limit)
 _SOA = "ns.lab.test. hostmaster.lab.test. 1 60 60 600 5"
 _RCODES = {
     "nxdomain": dns.rcode.NXDOMAIN,
@@ -88,13 +92,24 @@ def answer(zone: Zone, wire: bytes) -> bytes | None:
             response.authority.append(_soa())
         return response.to_wire()
     assert isinstance(behaviour, dict)
-    values = behaviour.get(dns.rdatatype.to_text(question.rdtype), [])
+    name = question.name
+    for _ in range(MAX_CHAIN):
+        target = behaviour.get("CNAME") if isinstance(behaviour, dict) else None
+        if not target or question.rdtype == dns.rdatatype.CNAME:
+            break
+        response.answer.append(
+            dns.rrset.from_text_list(name, TTL, dns.rdataclass.IN, dns.rdatatype.CNAME, target)
+        )
+        name = dns.name.from_text(target[0])
+        behaviour = zone.lookup(name)
+    rdtype = dns.rdatatype.to_text(question.rdtype)
+    values = behaviour.get(rdtype, []) if isinstance(behaviour, dict) else []
     if values:
         rrset = dns.rrset.from_text_list(
-            question.name, TTL, dns.rdataclass.IN, question.rdtype, _quoted(question, values)
+            name, TTL, dns.rdataclass.IN, question.rdtype, _quoted(question, values)
         )
         response.answer.append(rrset)
-    else:
+    elif not response.answer:
         response.authority.append(_soa())
     return response.to_wire()
 
