@@ -154,8 +154,10 @@ class BenchLab:
             wait=False,
         )
 
-    def host_root(self) -> Path:
-        """The node's filesystem as the agent reads it: resolv.conf, CA bundle, containerd unit."""
+    def host_root(self, containerd: str = "/usr/bin/containerd") -> Path:
+        """The node's filesystem as the agent reads it: resolv.conf, CA bundle, containerd unit
+        (whose `ExecStart=` names `containerd`: the agent trusts a running containerd's
+        environment only when its executable is the unit's)."""
         root = self.workdir / "hostroot"
         if root.exists():
             return root
@@ -166,7 +168,10 @@ class BenchLab:
         (root / "etc" / "ssl" / "certs" / "ca-certificates.crt").write_bytes(self.ca.pem)
         unit = root / "usr" / "lib" / "systemd" / "system" / "containerd.service"
         unit.parent.mkdir(parents=True)
-        unit.write_text(CONTAINERD_UNIT, encoding="utf-8")
+        unit.write_text(
+            CONTAINERD_UNIT.replace("ExecStart=/usr/bin/containerd", f"ExecStart={containerd}"),
+            encoding="utf-8",
+        )
         return root
 
     def resolv_conf(self) -> Path:

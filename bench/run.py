@@ -343,23 +343,25 @@ class Bench:
             "registries:\n" + "".join(f"  - host: {name}\n" for name in names),
             encoding="utf-8",
         )
+        # A PID namespace of its own, where the agent (pid 1) sees `--node-processes` stand-ins
+        # for a node's processes, as the DaemonSet's hostPID variant sees the node's: one named
+        # containerd (its environment has no proxy; a copy of `sleep` at the path the node's
+        # unit names, so the agent takes it for the runtime), the others `pause`. When the agent
+        # exits, the kernel ends them all.
+        bin_dir = self.workdir / "bin"
+        if not self.args.host_pids and not bin_dir.exists():
+            bin_dir.mkdir()
+            sleep = shutil.which("sleep") or "/bin/sleep"
+            shutil.copy(sleep, bin_dir / "containerd")
+            (bin_dir / "pause").symlink_to(sleep)
+        containerd = "/usr/bin/containerd" if self.args.host_pids else str(bin_dir / "containerd")
         probe = [
             sys.executable, "-m", "probe", "run", "--config", str(config), "--no-discover",
-            "--host-root", str(self.lab.host_root()), "--listen", f"127.0.0.1:{AGENT_PORT}",
-            "--interval", str(self.args.interval),
+            "--host-root", str(self.lab.host_root(containerd)),
+            "--listen", f"127.0.0.1:{AGENT_PORT}", "--interval", str(self.args.interval),
         ]  # fmt: skip
         if self.args.host_pids:
             return probe
-        # A PID namespace of its own, where the agent (pid 1) sees `--node-processes` stand-ins
-        # for a node's processes, as the DaemonSet's hostPID variant sees the node's: one named
-        # containerd (its environment has no proxy), the others `pause`. When the agent exits,
-        # the kernel ends them all.
-        bin_dir = self.workdir / "bin"
-        if not bin_dir.exists():
-            bin_dir.mkdir()
-            sleep = shutil.which("sleep") or "/bin/sleep"
-            for name in ("containerd", "pause"):
-                (bin_dir / name).symlink_to(sleep)
         script = (
             'bin=$1 n=$2; shift 2; i=0; while [ "$i" -lt "$n" ]; do '
             'if [ "$i" = 0 ]; then "$bin/containerd" infinity & else "$bin/pause" infinity & fi; '

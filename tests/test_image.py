@@ -155,7 +155,7 @@ INSPECT = """
 import importlib.util, json, os, shutil
 print(json.dumps({
     "modules": {m: importlib.util.find_spec(m) is not None
-                for m in ("probe", "httpcore", "httpx", "pip", "setuptools")},
+                for m in ("probe", "h11", "httpx", "pip", "setuptools")},
     "paths": {p: os.path.exists(p)
               for p in ("/root/.cache", "/src", "/opt/registry-probe/bin/pip")},
     "tools": {t: shutil.which(t) for t in ("registry-probe", "gcc", "cc", "pip", "pip3")},
@@ -172,7 +172,7 @@ def test_final_image_has_no_pip_cache_or_build_tools(image: Image) -> None:
     found = json.loads(done.stdout)
     assert found["modules"] == {
         "probe": True,
-        "httpcore": True,  # the runtime speaks HTTP through it
+        "h11": True,  # the runtime speaks HTTP/1.1 through it
         "httpx": False,  # a test dependency only
         "pip": False,
         "setuptools": False,

@@ -25,14 +25,12 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpcore
-
 from probe.checks import Endpoint, Outcome, Probe
 from probe.checks import dns as dns_check
 from probe.checks import proxy as proxy_check
 from probe.checks import tcp as tcp_check
 from probe.checks import tls as tls_check
-from probe.checks.http import Response, exchange
+from probe.checks.http import ExchangeError, Response, exchange
 from probe.display import SHOWN_MAX, clip, describe_input
 from probe.node.resolver import NodeResolver
 from probe.node.routes import NodeRoutes
@@ -165,7 +163,7 @@ class NodeClient:
             _raise_for(await tls_check.run(probe))
         try:
             return await exchange(probe, method, target, headers, content)
-        except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
+        except (ExchangeError, OSError) as error:
             raise FetchError(
                 Reason.NOT_A_REGISTRY,
                 f"{method} {shown}: no valid HTTP answer ({type(error).__name__})",

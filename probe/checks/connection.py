@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from dataclasses import dataclass
-from typing import Any
-
-import httpcore
 
 _READ_SIZE = 65536
 
@@ -35,11 +33,16 @@ class _TLSLayer:
 
 
 class Connection:
-    """A TCP stream to one address, optionally wrapped in one or more TLS layers."""
+    """A TCP stream to one address, optionally wrapped in one or more TLS layers.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    The socket is used as it is, through the event loop's `sock_*` calls: no transport, protocol
+    or stream buffers in between (a probe makes one short exchange; those layers cost more CPU
+    than the exchange itself).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
         self._layers: list[_TLSLayer] = []
         # Bytes read past what a caller needed (a proxy's answer), per depth: read again first.
         self._unread: dict[int, bytes] = {}
@@ -54,7 +57,10 @@ class Connection:
     def peer(self) -> str:
         """The remote address as Go's `RemoteAddr().String()` shows it: `ip:port`, IPv6 in
         brackets."""
-        peer = self._writer.get_extra_info("peername")
+        try:
+            peer = self._sock.getpeername()
+        except OSError:
+            return "?"
         if not isinstance(peer, tuple) or len(peer) < 2:
             return "?"
         host, port = str(peer[0]), peer[1]
@@ -63,8 +69,15 @@ class Connection:
     @classmethod
     async def open(cls, address: str, port: int) -> Connection:
         """Connect to an IP address; raises OSError (or TimeoutError from the caller's deadline)."""
-        reader, writer = await asyncio.open_connection(address, port)
-        return cls(reader, writer)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (address, port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock)
 
     @property
     def tls(self) -> ssl.SSLObject | None:
@@ -105,7 +118,9 @@ class Connection:
                     with contextlib.suppress(OSError, ssl.SSLError):
                         await self._flush(depth, layer)
                     raise
-                await self._flush(depth, layer)
+                # TLS 1.3's last handshake message (the client's Finished) stays in the layer's
+                # outgoing buffer and leaves with the first request: one send, as a pull's
+                # first write carries it. Anything that reads or closes first sends it then.
                 return layer.tls
         finally:
             self.handshaking = False
@@ -135,14 +150,18 @@ class Connection:
             self._unread[depth] = data + self._unread.get(depth, b"")
 
     async def aclose(self) -> None:
-        self._writer.close()
+        """Send what a handshake left to send (the server would log a broken handshake
+        otherwise), then close."""
         with contextlib.suppress(OSError, ssl.SSLError):
-            await self._writer.wait_closed()
+            for depth, layer in enumerate(self._layers):
+                if layer.outgoing.pending:
+                    async with asyncio.timeout(1.0):
+                        await self._flush(depth, layer)
+        self._sock.close()
 
     async def _write_at(self, depth: int, data: bytes) -> None:
         if depth == 0:
-            self._writer.write(data)
-            await self._writer.drain()
+            await self._loop.sock_sendall(self._sock, data)
             return
         layer = self._layers[depth - 1]
         layer.tls.write(data)
@@ -155,8 +174,9 @@ class Connection:
                 self._unread[depth] = pending[max_bytes:]
             return pending[:max_bytes]
         if depth == 0:
-            return await self._reader.read(max_bytes)
+            return await self._loop.sock_recv(self._sock, max_bytes)
         layer = self._layers[depth - 1]
+        await self._flush(depth - 1, layer)  # nothing left behind before waiting for an answer
         while True:
             try:
                 return layer.tls.read(max_bytes)
@@ -176,37 +196,3 @@ class Connection:
         data = layer.outgoing.read()
         if data:
             await self._write_at(below, data)
-
-
-# httpcore's interface has `timeout=` parameters; deadlines here come from asyncio.timeout().
-class ConnectionStream(httpcore.AsyncNetworkStream):
-    """Lets httpcore speak HTTP/1.1 over a connection the engine opened and timed itself.
-
-    Deadlines come from the caller's `asyncio.timeout()`, so httpcore's per-call timeouts are
-    not used.
-    """
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        return await self._connection.read(max_bytes)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        await self._connection.write(buffer)
-
-    async def aclose(self) -> None:
-        await self._connection.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
-        raise NotImplementedError("TLS is started by the engine before HTTP")
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "ssl_object":
-            return self._connection.tls
-        return None

@@ -18,15 +18,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpcore
+import h11
 
 from probe.checks import USER_AGENT, Outcome, Probe
 from probe.checks.challenge import parse_challenges
-from probe.checks.connection import ConnectionStream
+from probe.checks.connection import Connection
 from probe.checks.proxy import proxy_authorization, sends_absolute_form
 from probe.display import SHOWN_MAX, clip, describe_input
 from probe.reasons import Reason
 
+_READ_SIZE = 65536
 BODY_LIMIT = 64 * 1024  # /v2/ answers are tiny; a portal page is read only this far
 REALM_MAX = 2048  # a token realm URL longer than this is not one a registry means
 REALM_SHOWN = 120  # how much of an unusable realm a detail quotes
@@ -42,6 +43,13 @@ class Response:
     transfer: float  # seconds reading the body
 
 
+class ExchangeError(Exception):
+    """The peer's answer is not HTTP/1.1 (or ends early); the message says how, briefly."""
+
+
+HEAD_LIMIT = 16 * 1024  # a response head longer than this is not a registry's
+
+
 async def exchange(
     probe: Probe,
     method: str,
@@ -49,34 +57,63 @@ async def exchange(
     headers: list[tuple[str, str]] | None = None,
     content: bytes = b"",
 ) -> Response:
-    """One HTTP/1.1 request on the address's open connection; raises httpcore/OS errors."""
+    """One HTTP/1.1 request on the address's open connection (h11 over it: no other layer),
+    which is closed after it. Raises ExchangeError or OSError."""
     endpoint, connection = probe.endpoint, probe.connection
     assert connection is not None, "http runs after tcp (and tls)"  # noqa: S101 - engine invariant
-    scheme = b"https" if endpoint.tls else b"http"
-    origin = httpcore.Origin(scheme, endpoint.host.encode("idna"), endpoint.port)
-    http = httpcore.AsyncHTTP11Connection(origin, ConnectionStream(connection))
-    request = httpcore.Request(
-        method,
-        httpcore.URL(scheme=scheme, host=origin.host, port=endpoint.port, target=target.encode()),
-        headers=[("Host", endpoint.host_header), ("User-Agent", USER_AGENT), *(headers or [])],
-        content=content or None,
-    )
+    http = h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD_LIMIT)
+    fields = [("Host", endpoint.host_header), ("User-Agent", USER_AGENT), *(headers or [])]
+    if content:
+        fields.append(("Content-Length", str(len(content))))
+    try:
+        data = http.send(h11.Request(method=method, target=target, headers=fields)) or b""
+        if content:
+            data += http.send(h11.Data(data=content)) or b""
+        data += http.send(h11.EndOfMessage()) or b""
+    except h11.LocalProtocolError as error:  # a header value that cannot be sent
+        raise ExchangeError(f"the request cannot be written: {error}") from None
     started = time.perf_counter()
     try:
-        response = await http.handle_async_request(request)
+        await connection.write(data)
+        response = await _next(http, connection, (h11.Response,))
         headers_at = time.perf_counter()
-        connection.answered, connection.body_received = response.status, 0
+        assert isinstance(response, h11.Response)  # noqa: S101 - what _next was asked for
+        connection.answered, connection.body_received = response.status_code, 0
         body = b""
-        async for chunk in response.aiter_stream():
-            body += chunk
-            connection.body_received = len(body)
-            if len(body) >= BODY_LIMIT:
+        while len(body) < BODY_LIMIT:
+            event = await _next(http, connection, (h11.Data, h11.EndOfMessage))
+            if not isinstance(event, h11.Data):
                 break
+            body += event.data
+            connection.body_received = len(body)
         done = time.perf_counter()
     finally:
-        await http.aclose()
+        await connection.aclose()
     decoded = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers)
-    return Response(response.status, decoded, body, headers_at - started, done - headers_at)
+    return Response(
+        response.status_code, decoded, body[:BODY_LIMIT], headers_at - started, done - headers_at
+    )
+
+
+async def _next(
+    http: h11.Connection, connection: Connection, wanted: tuple[type[h11.Event], ...]
+) -> h11.Event:
+    """The next event of the answer of one of the `wanted` kinds (1xx answers skipped)."""
+    while True:
+        try:
+            event = http.next_event()
+        except h11.RemoteProtocolError as error:
+            raise ExchangeError(f"not an HTTP/1.1 answer: {error}") from None
+        if event is h11.NEED_DATA:
+            http.receive_data(await connection.read(_READ_SIZE))
+            continue
+        if isinstance(event, h11.InformationalResponse):
+            continue
+        if isinstance(event, wanted):
+            return event
+        if isinstance(event, h11.ConnectionClosed):
+            raise ExchangeError("the connection closed before the answer was complete")
+        raise ExchangeError(f"unexpected {type(event).__name__} in the answer")
 
 
 async def run(probe: Probe) -> Outcome:
@@ -93,7 +130,7 @@ async def run(probe: Probe) -> Outcome:
             headers.append(("Proxy-Authorization", credentials))
     try:
         response = await exchange(probe, "GET", target, headers)
-    except (httpcore.ProtocolError, httpcore.NetworkError, OSError) as error:
+    except (ExchangeError, OSError) as error:
         phases = {"processing": time.perf_counter() - started, "transfer": 0.0}
         return Outcome.failed(
             Reason.NOT_A_REGISTRY,
