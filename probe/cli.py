@@ -9,24 +9,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from probe import __version__
 from probe.config import (
+    DOCKER_HUB_REGISTRY,
     Config,
     ConfigError,
     HostPort,
+    RegistryAddress,
     RegistryConfig,
     load_config,
     parse_listen,
     parse_registry_arg,
     validate_file,
 )
+from probe.display import describe_input, escape
 from probe.duration import parse_duration
+from probe.images.reference import parse_reference
+
+if TYPE_CHECKING:
+    from probe.engine import Engine
+    from probe.images.check import ImageChecker, ImageTarget
+    from probe.images.keyring import Keyring
+    from probe.images.result import ImageReport
+    from probe.node.view import NodeView
+    from probe.result import RegistryReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -44,6 +58,25 @@ def _seconds(value: str) -> float:
 def _registry(value: str) -> RegistryConfig:
     try:
         return parse_registry_arg(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _image(value: str) -> str:
+    try:
+        RegistryAddress.parse(parse_reference(value).domain)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"{describe_input(value)} is not an image reference: {escape(str(error))}"
+        ) from None
+    return value
+
+
+def _platform(value: str) -> object:
+    from probe.images.pull import parse_platform
+
+    try:
+        return parse_platform(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -90,6 +123,38 @@ def build_parser() -> argparse.ArgumentParser:
         "check", parents=[shared], help="check every registry once and explain what fails"
     )
     check.add_argument("--output", choices=("text", "json"), default="text")
+    check.add_argument(
+        "--image",
+        metavar="REF",
+        action="append",
+        type=_image,
+        default=[],
+        help="an image whose pull to check as the runtime would (repeatable; nginx, "
+        "registry.example.com/team/app:1.2, ...@sha256:...); its registry is checked too, as "
+        "with --registry",
+    )
+    check.add_argument(
+        "--pull-secret",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a .dockerconfigjson (as `kubectl create secret docker-registry` makes it) whose "
+        "credentials are offered for --image as the kubelet offers a pod's imagePullSecrets "
+        "(repeatable)",
+    )
+    check.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        type=_platform,
+        help="the platform an image index must list (default: this node's). Checked with a GET "
+        "of the index, which Docker Hub counts as a pull: for Docker Hub images only when this "
+        "flag is given",
+    )
+    check.add_argument(
+        "--sandbox-image",
+        action="store_true",
+        help="also check the node's sandbox (pause) image, as the agent does",
+    )
     run = commands.add_parser(
         "run", parents=[shared], help="the agent: probe on an interval, serve /metrics"
     )
@@ -123,9 +188,10 @@ def build_config(args: argparse.Namespace) -> Config:
         changes["listen"] = args.listen
     if args.no_discover:
         changes["discover"] = False
-    if args.registry:
+    named = list(args.registry) + [_image_registry(i) for i in getattr(args, "image", [])]
+    if named:
         known = {r.address.identity for r in config.registries}
-        added = {r.address.identity: r for r in args.registry if r.address.identity not in known}
+        added = {r.address.identity: r for r in named if r.address.identity not in known}
         changes["registries"] = config.registries + tuple(added.values())
     config = dataclasses.replace(config, **changes)  # type: ignore[arg-type]
     if not os.path.isdir(config.host_root):
@@ -133,18 +199,76 @@ def build_config(args: argparse.Namespace) -> Config:
     return config
 
 
+def _image_registry(image: str) -> RegistryConfig:
+    """The registry an `--image` pulls from, named as `--registry` would name it."""
+    address = RegistryAddress.parse(parse_reference(image).domain)
+    if address.is_docker_hub:
+        return dataclasses.replace(DOCKER_HUB_REGISTRY, source="flag")
+    return RegistryConfig(address, source="flag")
+
+
+def _pull_secrets(paths: list[str]) -> tuple[Keyring, ...]:
+    """The `--pull-secret` files as keyrings; a file that cannot be used is a usage error."""
+    from probe.dockerhub.rules import DockerConfigError
+    from probe.images.check import read_keyring
+
+    keyrings = []
+    for path in paths:
+        try:
+            keyrings.append(read_keyring(path, f"--pull-secret {path}"))
+        except OSError as error:
+            raise ConfigError([f"--pull-secret {path}: {error.strerror or error}"]) from None
+        except (UnicodeDecodeError, DockerConfigError) as error:
+            raise ConfigError([f"--pull-secret {path}: {error}"]) from None
+    return tuple(keyrings)
+
+
 def _check(args: argparse.Namespace) -> int:
     from probe.engine import Engine
+    from probe.images.check import ImageChecker, ImageTarget
     from probe.views.report import to_json, to_text
 
     engine = Engine(build_config(args))
-    view, reports = asyncio.run(engine.probe_all())
+    checker = ImageChecker(
+        engine,
+        pull_secrets=_pull_secrets(args.pull_secret),
+        platform=args.platform,
+        sandbox=args.sandbox_image,
+    )
+    flagged = tuple(ImageTarget(image, source="flag") for image in args.image)
+    view, reports, images = asyncio.run(_check_all(engine, checker, flagged))
     problems = engine.problems(view)
     if args.output == "json":
-        print(json.dumps(to_json(view.name, reports, problems), indent=2))
+        print(json.dumps(to_json(view.name, reports, problems, images), indent=2))
     else:
-        print(to_text(view.name, reports, problems), end="")
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
+        print(to_text(view.name, reports, problems, images), end="")
+    ok = all(r.ok for r in reports) and all(i.ok for i in images)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _check_all(
+    engine: Engine, checker: ImageChecker, flagged: tuple[ImageTarget, ...]
+) -> tuple[NodeView, list[RegistryReport], list[ImageReport]]:
+    """Every registry, then every image on the same node view (reusing its registry's report;
+    a registry only an image names is probed once, for the images, and not listed)."""
+    view, reports = await engine.probe_all()
+    targets = checker.targets(view, flagged)
+    known = {r.registry: r for r in reports}
+    extra: dict[str, RegistryConfig] = {}
+    for target in targets:
+        with contextlib.suppress(ValueError):
+            registry = checker.registry_for(parse_reference(target.image))
+            if registry.label not in known:
+                extra[registry.label] = registry
+    async with asyncio.TaskGroup() as group:
+        probes = {
+            label: group.create_task(engine.probe_registry(registry, view))
+            for label, registry in extra.items()
+        }
+    known |= {label: task.result() for label, task in probes.items()}
+    async with asyncio.TaskGroup() as group:
+        checks = [group.create_task(checker.check(t, view, known)) for t in targets]
+    return view, reports, [task.result() for task in checks]
 
 
 def _run(args: argparse.Namespace) -> int:

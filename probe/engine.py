@@ -35,6 +35,7 @@ from probe.config import (
     RegistryConfig,
 )
 from probe.dockerhub.ratelimit import DockerHubRateLimit
+from probe.images.auth import credentials_timed_out, verify_registry_credentials
 from probe.node.problems import NodeProblem
 from probe.node.registries import PullPlan, RegistryHost, reference_name
 from probe.node.routes import NodeRoutes
@@ -215,7 +216,7 @@ class Engine:
         try:
             # A plain-http registry needs one too when an https proxy stands in front of it:
             # Go verifies the proxy with the transport's TLS config.
-            context = self._ssl_context(registry, host, view)
+            context = self.ssl_context(registry, host, view)
         except (OSError, ssl.SSLError) as error:
             run.results.append(_trust_failure(main, error))
             return run
@@ -239,6 +240,29 @@ class Engine:
             run.results += [c.result for c in checked]
         for task in blob_tasks:
             run.results += [c.result for c in task.result()]
+        http = next((i for i, r in enumerate(run.results) if r.check == CheckKind.HTTP), None)
+        login_wanted = host.upstream and not registry.is_docker_hub and reachable
+        if login_wanted and registry.credentials_file and http is not None:
+            # The configured credentials, tried at the challenge of GET /v2/ (issue 10, item 7);
+            # Docker Hub's are the ratelimit check's.
+            login = run.results[http]
+            try:
+                async with asyncio.timeout(self.config.timeout):
+                    login = await verify_registry_credentials(
+                        NodeClient(
+                            view.resolver,
+                            context,
+                            view.routes,
+                            plain_http_credentials=not address.tls,
+                        ),
+                        login,
+                        f"{address.url}{main.api_root.rstrip('/')}/",
+                        registry.label,
+                        registry.credentials_file,
+                    )
+            except TimeoutError:
+                login = credentials_timed_out(login, self.config.timeout)
+            run.results[http] = login
         if registry.is_docker_hub and address.is_docker_hub and context is not None and reachable:
             client = NodeClient(view.resolver, context, view.routes)
             read = await self._ratelimit.check(client, main.address)
@@ -319,7 +343,7 @@ class Engine:
             phases = {"processing": elapsed} if kind == CheckKind.HTTP else {_PHASE[kind]: elapsed}
             return Outcome.failed(reason, f"{detail}, after {timeout:g}s", phases=phases)
 
-    def _ssl_context(
+    def ssl_context(
         self, registry: RegistryConfig, host: RegistryHost, view: NodeView
     ) -> ssl.SSLContext:
         """The node's trust plus the host's own CAs (the runtime's config names them) and, for

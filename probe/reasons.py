@@ -14,6 +14,9 @@ class CheckKind(StrEnum):
     HTTP = "http"
     PROXY = "proxy"
     RATELIMIT = "ratelimit"
+    # An image's manifest, asked for as the runtime resolves a reference (`check --image`,
+    # `images:`): HEAD, the token it needs, and the index when the platform is checked.
+    MANIFEST = "manifest"
 
 
 class Reason(StrEnum):
@@ -43,14 +46,24 @@ class Reason(StrEnum):
     NOT_A_REGISTRY = "not_a_registry"
     AUTH_FAILED = "auth_failed"
     RATE_LIMITED = "rate_limited"
+    # Why one image cannot be pulled (SPEC.md, "Images"): only the image checks give these.
+    IMAGE_NOT_FOUND = "image_not_found"
+    IMAGE_AUTH_MISSING = "image_auth_missing"
+    IMAGE_ACCESS_DENIED = "image_access_denied"
+    IMAGE_PLATFORM_MISSING = "image_platform_missing"
 
 
 # The phases of one probe, with blackbox_exporter's names so dashboards can sit side by side.
 PHASES: tuple[str, ...] = ("resolve", "connect", "tls", "processing", "transfer")
 
-# Root causes are numbered as in seed-imagepullbackoff.txt: 3 expired or invalid credentials,
-# 4 Docker Hub rate limiting, 5 network or firewall.
+# Root causes are numbered as in seed-imagepullbackoff.txt: 1 wrong image name or tag, 2 a
+# private registry without an imagePullSecret, 3 expired or invalid credentials, 4 Docker Hub
+# rate limiting, 5 network or firewall.
 ROOT_CAUSE: dict[Reason, int] = {reason: 5 for reason in Reason} | {
     Reason.AUTH_FAILED: 3,
     Reason.RATE_LIMITED: 4,
+    Reason.IMAGE_NOT_FOUND: 1,
+    Reason.IMAGE_AUTH_MISSING: 2,
+    Reason.IMAGE_ACCESS_DENIED: 3,
+    Reason.IMAGE_PLATFORM_MISSING: 1,
 }

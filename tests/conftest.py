@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 from lab import Lab, missing_requirements
+from lab.private import PrivateRegistries
 
 # Hypothesis's per-example deadline is a timing assertion; machines here are noisy (speed
 # targets live in bench/), so examples are bounded by count, not by time.
@@ -45,3 +46,11 @@ def lab_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture(scope="session", name="private_registries")
+def private_registries_fixture(lab: Lab) -> PrivateRegistries:
+    """The lab's registries that want credentials (htpasswd, token auth), started once."""
+    registries = PrivateRegistries(lab)
+    registries.start()
+    return registries

@@ -12,9 +12,16 @@ spec), so that the probe can be tested where the real Docker Hub cannot be reach
   ``password`` and ``refresh_token`` grants (``--identity-token``).
 - ``registry-1.docker.io``: ``GET /v2/`` without a token is 401 with ``WWW-Authenticate: Bearer
   realm=...,service=...`` and ``Docker-Distribution-Api-Version: registry/2.0``.
-  ``HEAD``/``GET /v2/ratelimitpreview/test/manifests/<ref>`` with a valid token answers 200 with
-  ``ratelimit-limit: 100;w=21600`` (200 when authenticated), ``ratelimit-remaining: N;w=21600``
-  and ``docker-ratelimit-source`` (the client address, an IPv6 client's /64, or the account id).
+  ``HEAD``/``GET /v2/<repository>/manifests/<tag or digest>`` of a repository the token may pull
+  answers 200 with ``ratelimit-limit: 100;w=21600`` (200 when authenticated),
+  ``ratelimit-remaining: N;w=21600`` and ``docker-ratelimit-source`` (the client address, an IPv6
+  client's /64, or the account id); an unknown tag is 404 ``MANIFEST_UNKNOWN``. The public
+  repositories are ``ratelimitpreview/test`` (tag ``latest``) and ``library/tiny`` (tag ``1``, an
+  OCI index for linux/amd64 and linux/arm64); ``<user>/private`` (tag ``1``) only ``--user`` may
+  pull. Any other repository, and a private one without its owner's token, is 401
+  ``UNAUTHORIZED`` with ``error="insufficient_scope"`` (or no error without a token): Docker
+  Hub does not say whether a repository exists ("pull access denied ... repository does not
+  exist or may require 'docker login'").
   A GET is a pull: it is recorded and takes one from the remaining pulls; a HEAD does not.
   With no pulls left, or in mode ``ratelimited``, the manifest answers 429 ``TOOMANYREQUESTS``
   with the limit headers; mode ``token-ratelimited`` makes the token endpoint answer 429;
@@ -38,6 +45,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import secrets
 import signal
 import ssl
@@ -52,7 +60,6 @@ from urllib.parse import parse_qs, urlsplit
 
 MODES = ("normal", "ratelimited", "noheaders", "token-ratelimited")
 REPOSITORY = "ratelimitpreview/test"
-MANIFEST_PREFIX = f"/v2/{REPOSITORY}/manifests/"
 API_VERSION = ("Docker-Distribution-Api-Version", "registry/2.0")
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 # A small OCI index standing in for ratelimitpreview/test:latest; only its digest and size matter.
@@ -72,6 +79,30 @@ MANIFEST = json.dumps(
     separators=(",", ":"),
 ).encode()
 DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+# library/tiny:1, a multi-platform image; only its digest, size and platforms matter.
+TINY_INDEX = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": INDEX_TYPE,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": "sha256:" + "1" * 64,
+                "size": 1,
+                "platform": {"architecture": "amd64", "os": "linux"},
+            },
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": "sha256:" + "2" * 64,
+                "size": 1,
+                "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"},
+            },
+        ],
+    },
+    separators=(",", ":"),
+).encode()
+PUBLIC = {REPOSITORY: {"latest": MANIFEST}, "library/tiny": {"1": TINY_INDEX}}
+MANIFEST_PATH = re.compile(r"/v2/(.+)/manifests/([^/]+)")
 TOOMANYREQUESTS = json.dumps(
     {
         "errors": [
@@ -166,6 +197,9 @@ class DockerHub:
         self.token_rejected: Counter[str] = Counter()
         self.hosts: Counter[str] = Counter()
         self.manifest_gets: list[dict[str, str]] = []
+        # The Accept header of the first manifest HEAD per User-Agent and path: what a resolve
+        # asks for.
+        self.manifest_accept: dict[str, str] = {}
         self.listen = ""
 
     # -- state ---------------------------------------------------------------------------
@@ -188,6 +222,7 @@ class DockerHub:
             "token_rejected": dict(self.token_rejected),
             "manifest_gets": len(self.manifest_gets),
             "manifest_get_log": self.manifest_gets,
+            "manifest_accept": dict(self.manifest_accept),
             "remaining": dict(self.remaining),
         }
         path = Path(self.args.state_file)
@@ -307,19 +342,43 @@ class DockerHub:
                     401, "UNAUTHORIZED", "authentication required", [self.challenge(None)]
                 )
             return json_response(200, {}, [API_VERSION])
-        if not request.path.startswith(MANIFEST_PREFIX):
+        match = MANIFEST_PATH.fullmatch(request.path)
+        if match is None:
             return registry_error(404, "NAME_UNKNOWN", "repository name not known to registry", [])
-        scope = f"repository:{REPOSITORY}:pull"
-        if grant is None:
-            error = "invalid_token" if "authorization" in request.headers else None
+        repository, reference = match.group(1), match.group(2)
+        agent = request.headers.get("user-agent", "")[:100]
+        if request.method == "HEAD" and len(self.manifest_accept) < 50:
+            # What a resolve asks for (the first HEAD per client): a fetch by digest that
+            # follows asks for the one media type it expects.
+            key = f"{agent} {request.path}"
+            self.manifest_accept.setdefault(key, request.headers.get("accept", ""))
+        scope = f"repository:{repository}:pull"
+        manifests = self.repositories(grant).get(repository)
+        if grant is None or manifests is None:
+            error = None
+            if "authorization" in request.headers:
+                error = "invalid_token" if grant is None else "insufficient_scope"
             return registry_error(
                 401, "UNAUTHORIZED", "authentication required", [self.challenge(scope, error)]
             )
         if request.method not in ("GET", "HEAD"):
             return registry_error(405, "UNSUPPORTED", "the operation is unsupported", [])
-        return self.manifest(request, grant)
+        by_digest = {
+            "sha256:" + hashlib.sha256(body).hexdigest(): body for body in manifests.values()
+        }
+        body = manifests.get(reference) or by_digest.get(reference)
+        if body is None:
+            return registry_error(404, "MANIFEST_UNKNOWN", "manifest unknown", [])
+        return self.manifest(request, grant, body)
 
-    def manifest(self, request: Request, grant: Grant) -> Response:
+    def repositories(self, grant: Grant | None) -> dict[str, dict[str, bytes]]:
+        """What the grant's account may pull: the public repositories, and its own."""
+        own = {}
+        if grant is not None and grant.account is not None and grant.account == self.args.user:
+            own = {f"{self.args.user}/private": {"1": TINY_INDEX}}
+        return {**PUBLIC, **own}
+
+    def manifest(self, request: Request, grant: Grant, body: bytes = MANIFEST) -> Response:
         authenticated = grant.account is not None
         source = account_id(grant.account) if grant.account else ratelimit_source(request.client)
         limit = self.args.authenticated_limit if authenticated else self.args.anonymous_limit
@@ -343,15 +402,16 @@ class DockerHub:
             if mode != "noheaders":
                 remaining = self.remaining[source]
                 limits[1] = ("ratelimit-remaining", f"{remaining};w={window}")
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
         headers = [
             ("Content-Type", INDEX_TYPE),
-            ("Docker-Content-Digest", DIGEST),
-            ("Etag", f'"{DIGEST}"'),
+            ("Docker-Content-Digest", digest),
+            ("Etag", f'"{digest}"'),
             API_VERSION,
         ]
         if mode != "noheaders":
             headers += limits
-        return Response(200, headers, MANIFEST)
+        return Response(200, headers, body)
 
     def record_pull(self, request: Request, source: str, *, counted: bool) -> None:
         self.manifest_gets.append({"path": request.path, "source": source})

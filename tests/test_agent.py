@@ -31,6 +31,8 @@ from probe.agent.scheduler import JITTER, Agent, jittered
 from probe.agent.server import AgentApp, HttpServer
 from probe.cli import main
 from probe.config import Config, ConfigError, RegistryAddress, RegistryConfig, parse_listen
+from probe.images.check import ImageTarget
+from probe.images.result import SANDBOX, ImageReport
 from probe.node.problems import NodeProblem
 from probe.reasons import CheckKind, Reason
 from probe.result import CheckResult, RegistryReport
@@ -714,4 +716,112 @@ def test_node_problems_are_logged_when_they_come_and_go_and_counted() -> None:
     assert said == [
         ("node configuration problem", where),
         ("node configuration problem gone", where),
+    ]
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+class FakeImageChecker:
+    """Answers like probe.images.check.ImageChecker: `missing/*` is image_not_found, `stuck/*`
+    never answers, anything else pulls. Its images are `FakeImageChecker.images`."""
+
+    images: list[ImageTarget] = []  # noqa: RUF012  # set per test
+    checked: list[str] = []  # noqa: RUF012
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+
+    def targets(self) -> tuple[ImageTarget, ...]:
+        return tuple(type(self).images)
+
+    async def check(self, target: ImageTarget) -> ImageReport:
+        type(self).checked.append(target.image)
+        if target.image.startswith("stuck/"):
+            await asyncio.Event().wait()
+        reason = Reason.IMAGE_NOT_FOUND if target.image.startswith("missing/") else None
+        return ImageReport(
+            image=target.image,
+            reference=target.image,
+            role=target.role,
+            registry="r.example",
+            reason=reason,
+            detail="404 here" if reason else "served",
+            checks=(),
+            finished_at=time.time(),
+        )
+
+
+def image_agent(*images: ImageTarget, interval: float = 60.0, timeout: float = 10.0) -> Agent:
+    FakeImageChecker.images = list(images)
+    FakeImageChecker.checked = []
+    config = config_of("a.example", interval=interval, timeout=timeout)
+    return Agent(FakeEngine(config), lambda: config, image_checker=FakeImageChecker)
+
+
+def test_images_are_checked_beside_the_registries() -> None:
+    """The checker's images are scheduled like registries: the first cycle waits for them, and
+    each lands in the metrics with its role."""
+
+    async def scenario() -> None:
+        agent = image_agent(ImageTarget("nginx:1"), ImageTarget("missing/pause:3", SANDBOX))
+        async with asyncio.timeout(DEADLINE):
+            await agent.run(once=True)
+        assert sorted(FakeImageChecker.checked) == ["missing/pause:3", "nginx:1"]
+        reports = agent.collector.images()
+        assert reports["nginx:1"].ok and reports["missing/pause:3"].role == SANDBOX
+        assert reports["missing/pause:3"].reason == Reason.IMAGE_NOT_FOUND
+
+    asyncio.run(scenario())
+
+
+def test_image_leaving_the_list_leaves_the_metrics() -> None:
+    """An image the checker no longer names (config reload, a new sandbox image) disappears."""
+
+    async def scenario() -> None:
+        agent = image_agent(ImageTarget("nginx:1"), ImageTarget("old:1"), interval=0.05)
+        async with running(agent):
+            await eventually(lambda: "old:1" in agent.collector.images(), "old:1 checked")
+            FakeImageChecker.images = [ImageTarget("nginx:1")]
+            await eventually(lambda: "old:1" not in agent.collector.images(), "old:1 gone")
+            assert "nginx:1" in agent.collector.images()
+
+    asyncio.run(scenario())
+
+
+def test_stuck_image_check_is_abandoned_and_logged_once() -> None:
+    """An image check that never ends is given up at the safety deadline, logged once, and the
+    first cycle still completes."""
+    stream = io.StringIO()
+    setup_logging("json", stream)
+
+    async def scenario() -> None:
+        agent = image_agent(ImageTarget("stuck/app:1"), timeout=0.01)
+        async with asyncio.timeout(DEADLINE):
+            await agent.run(once=True)
+        assert agent.ready and "stuck/app:1" not in agent.collector.images()
+
+    asyncio.run(scenario())
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    errors = [line for line in lines if line["level"] == "error"]
+    assert [(e["msg"], e["registry"]) for e in errors] == [
+        ("image check did not finish in time", "image stuck/app:1")
+    ]
+
+
+def test_image_state_changes_are_logged_once() -> None:
+    """An image that would not pull is logged once with its reason, not on every check."""
+    stream = io.StringIO()
+    setup_logging("json", stream)
+
+    async def scenario() -> None:
+        agent = image_agent(ImageTarget("missing/app:1"), interval=0.02)
+        async with running(agent):
+            await eventually(lambda: FakeImageChecker.checked.count("missing/app:1") >= 3, "3")
+
+    asyncio.run(scenario())
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    warnings = [line for line in lines if line["msg"] == "image would not pull"]
+    assert [(w["image"], w["reason"], w["role"]) for w in warnings] == [
+        ("missing/app:1", "image_not_found", "configured")
     ]

@@ -124,6 +124,7 @@ def test_promtool_unit_tests_can_fail(tmp_path: Path) -> None:
 BEYOND_SPEC = {
     "RegistryMirrorDegraded": "issue 10: a mirror-degraded warning",
     "RegistryNodeConfigProblem": "issue 10: node-config problems reach a metric and an alert",
+    "RegistryImageNotPullable": "issue 12: an image that would not pull, causes 1 to 5 named",
 }
 
 
@@ -160,6 +161,8 @@ DESCRIPTION_NAMES: dict[str, tuple[str, str, str]] = {
     "RegistryProbeDown": ("$labels.node", "registries", "$labels.reason"),
     "RegistryMirrorDegraded": ("$labels.node", "$labels.registry", 'label "reason"'),
     "RegistryNodeConfigProblem": ("$labels.node", "$labels.runtime", "node_config_problem"),
+    # An image names its registry; the role says whether it is the node's sandbox image.
+    "RegistryImageNotPullable": ("$labels.node", "$labels.image", "$labels.reason"),
 }
 
 

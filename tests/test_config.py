@@ -35,6 +35,7 @@ DATA = Path(__file__).parent / "data" / "config"
 HOST_FORMS = "HOST[:PORT], http://HOST:PORT or https://HOST[:PORT]"
 FILE_FORMS = "a readable file on the agent's own filesystem, not under host_root"
 UNITS = "ns, us, ms, s, m, h"
+IMAGE_FORMS = "nginx:1.27 or registry.example.com:5000/team/app@sha256:..."
 
 INVALID: dict[str, list[str]] = {
     "invalid-unknown-top-level-key.yaml": [
@@ -130,7 +131,28 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid-not-a-mapping.yaml": [
         "invalid-not-a-mapping.yaml:1: got a list (expected a mapping of settings:"
-        " interval, timeout, host_root, listen, discover, registries, dockerhub, runtimes)",
+        " interval, timeout, host_root, listen, discover, registries, dockerhub, runtimes,"
+        " images, sandbox_image)",
+    ],
+    "invalid-images.yaml": [
+        'invalid-images.yaml:3: images[1]: "docker.io/library/nginx:1.27" is the same image as'
+        ' "nginx:1.27" at line 2 (expected each image once)',
+        'invalid-images.yaml:4: images[2]: "Registry.Example.com/Team/app:1" is not an image'
+        " reference: invalid reference format: repository name (Team/app) must be lowercase",
+        'invalid-images.yaml:5: images[3]: "registry.example.com:99999/app" is not an image'
+        ' reference: "registry.example.com:99999" has the port "99999", not one from 1 to 65535'
+        f" (expected {HOST_FORMS})",
+        'invalid-images.yaml:6: images[4]: "nginx@sha256:abc" is not an image reference:'
+        " invalid reference format",
+        f"invalid-images.yaml:7: images[5]: got a list (expected an image reference, such as"
+        f" {IMAGE_FORMS})",
+        f"invalid-images.yaml:8: images[6]: is empty (expected an image reference, such as"
+        f" {IMAGE_FORMS})",
+        'invalid-images.yaml:9: sandbox_image: got "sometimes" (expected true or false)',
+    ],
+    "invalid-images-not-a-list.yaml": [
+        'invalid-images-not-a-list.yaml:1: images: got "nginx" (expected a list of image'
+        " references, such as [nginx:1.27])",
     ],
     "invalid-yaml-syntax.yaml": [
         "invalid-yaml-syntax.yaml:4: invalid YAML: while parsing a block collection,"
@@ -217,6 +239,21 @@ def test_valid_full() -> None:
         ),
         runtimes=("containerd", "dockerd", "crio"),
     )
+
+
+@pytest.mark.usefixtures("in_data")
+def test_valid_images() -> None:
+    """`images:` keeps each reference as written (the metrics' label); `sandbox_image: false`
+    turns the sandbox image's check off; both default to none and on."""
+    config = load_config("valid-images.yaml")
+    assert config.images == (
+        "nginx:1.27",
+        "registry.example.com:5000/team/app@sha256:"
+        "e6693c20186f837fc393390135d8a598a96a833917917789d63766cab6c59582",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v3",
+    )
+    assert config.sandbox_image is False
+    assert (Config().images, Config().sandbox_image) == ((), True)
 
 
 def test_relative_files_resolve_against_the_config_directory() -> None:

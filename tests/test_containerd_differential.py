@@ -35,6 +35,9 @@ from typing import Any
 import pytest
 from lab import Lab, Service, cripull
 from lab.containerd import HOSTS_DIR, OUTCOMES, NodeView, Pull, classify_pull, missing
+from lab.private import BASIC, OTHER, TOKEN, USER, PrivateRegistries
+
+from probe.images.pull import MANIFEST_ACCEPT
 
 pytestmark = pytest.mark.lab
 
@@ -81,6 +84,10 @@ class Scenario:
     # (None: unset, containerd 1.6's default, which reads no hosts directory at all).
     cri: bool = False
     config_path: str | None = HOSTS_DIR
+    # The account a pull secret gives (CRI pulls only): labuser, otheruser (valid, without
+    # access to lab/tiny) or "wrong" (labuser with a wrong password). The tool gets the same
+    # account as --pull-secret.
+    account: str | None = None
 
     @property
     def registry(self) -> str:
@@ -110,6 +117,8 @@ def mirror_table(url: str, *settings: str) -> str:
 
 
 REGISTRY_REF = f"registry.lab.test/{IMAGE}"
+BASIC_REF = f"{BASIC.name}/{IMAGE}"
+TOKEN_REF = f"{TOKEN.name}/{IMAGE}"
 OTHERCA_REF = f"otherca.lab.test/{IMAGE}"
 DEAD_UPSTREAM_REF = f"closed.lab.test/{IMAGE}"  # RST at once
 NO_PROXY_ENV = {"HTTPS_PROXY": DEAD_PROXY}
@@ -141,18 +150,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("http-503", f"status-503.lab.test/{IMAGE}", "http"),
     Scenario("http-503-registry", f"status-503-registry.lab.test/{IMAGE}", "http"),
     Scenario("http-captive-portal", f"captive.lab.test/{IMAGE}", "http"),
-    Scenario(
-        "image-not-found",
-        "registry.lab.test/lab/missing:1",
-        "not_found",
-        disagree="issue 12: the registry is healthy, the image is missing; no image check yet",
-    ),
-    Scenario(
-        "auth-token-refused",
-        f"authreg.lab.test/{IMAGE}",
-        "auth",
-        disagree="issue 12: /v2/ and its token realm answer, the realm gives no token",
-    ),
+    Scenario("image-not-found", "registry.lab.test/lab/missing:1", "not_found"),
+    Scenario("auth-token-refused", f"authreg.lab.test/{IMAGE}", "auth"),
     # --- proxies (the proxied node: no direct way out) --------------------------------------
     Scenario("proxy-squid", REGISTRY_REF, "ok", "proxied", {"HTTPS_PROXY": "{squid}"}),
     Scenario("proxy-squid-lower-case", REGISTRY_REF, "ok", "proxied", {"https_proxy": "{squid}"}),
@@ -458,6 +457,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         config_path=None,
         named=True,  # containerd knows nothing of it: the tool is told
     ),
+    # --- credentials, as the kubelet passes a pull secret's (issue 12) -------------------------
+    # basicreg: htpasswd (Basic, no token service); tokenreg: a token service granting lab/tiny
+    # to labuser only. containerd names every refusal "failed to authorize" or "pull access
+    # denied"; the tool tells causes 2 and 3 apart within that class.
+    Scenario("cri-basic-no-credentials", BASIC_REF, "auth", cri=True),
+    Scenario("cri-basic-wrong-password", BASIC_REF, "auth", cri=True, account="wrong"),
+    Scenario("cri-basic-credentials", BASIC_REF, "ok", cri=True, account=USER),
+    Scenario("cri-token-no-credentials", TOKEN_REF, "auth", cri=True),
+    Scenario("cri-token-wrong-password", TOKEN_REF, "auth", cri=True, account="wrong"),
+    Scenario("cri-token-other-account", TOKEN_REF, "auth", cri=True, account=OTHER),
+    Scenario("cri-token-credentials", TOKEN_REF, "ok", cri=True, account=USER),
 )
 
 
@@ -501,11 +511,17 @@ REASON_OUTCOMES: dict[str, str | None] = {
 def tool_outcome(report: dict[str, Any], registry: str) -> str:
     """The pull outcome the tool's JSON report predicts for an image on `registry`.
 
-    The registry's entry says whether a pull succeeds by the order the runtime tries its hosts
-    (`pullable`: mirrors, then the registry): "ok" then; else the class of the first failure
-    that stops a pull, in that order (consistency findings do not stop one). An entry without
-    the verdict is read by its checks alone.
+    With an image checked (`check --image REF`, as every scenario runs), its verdict: "ok", or
+    the class of its reason. Else the registry's entry says whether a pull succeeds by the order
+    the runtime tries its hosts (`pullable`: mirrors, then the registry): "ok" then; else the
+    class of the first failure that stops a pull, in that order (consistency findings do not
+    stop one). An entry without the verdict is read by its checks alone.
     """
+    images = report.get("images") or []
+    if images:
+        if images[0]["ok"]:
+            return "ok"
+        return REASON_OUTCOMES.get(images[0]["reason"]) or "unclassified"
     names = {registry, "registry-1.docker.io" if registry == "docker.io" else registry}
     entries = [e for e in report["registries"] if e["registry"] in names]
     assert entries, f"{registry} not in the report: {[e['registry'] for e in report['registries']]}"
@@ -541,9 +557,12 @@ class Result:
 class Differential:
     """Runs scenarios: node files, a containerd in a node view, a pull, the probe beside it."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, private: PrivateRegistries) -> None:
         self.lab = lab
+        self.private = private
         self.futures: dict[str, Future[Result]] = {}
+        self.secrets = lab.workdir / "differential-secrets"
+        self.secrets.mkdir(exist_ok=True)
 
     def prepare(self) -> None:
         """The mirror and other-CA registries, and the image in each registry (once)."""
@@ -596,15 +615,29 @@ class Differential:
             ]  # fmt: skip
             if scenario.names_registry:
                 args += ["--registry", scenario.registry]
+            args += ["--image", scenario.ref]  # the pull's own reference
+            account = self.account(scenario)
+            if account is not None:
+                secret = self.private.pull_secret(self.secrets, scenario.registry, *account)
+                args += ["--pull-secret", str(secret)]
             probe = view.probe(args, timeout=PROBE_TIMEOUT * 6 + 20)
             if scenario.cri:
-                pull = daemon.cri_pull(scenario.ref, seconds=scenario.pull_seconds)
+                pull = daemon.cri_pull(scenario.ref, seconds=scenario.pull_seconds, account=account)
             else:
                 pull = daemon.pull(scenario.ref, seconds=scenario.pull_seconds)
         report = None
         with contextlib.suppress(ValueError):
             report = json.loads(probe.stdout)
         return Result(pull, report, f"exit={probe.returncode}\n{probe.stdout}\n{probe.stderr}")
+
+    def account(self, scenario: Scenario) -> tuple[str, str] | None:
+        """The scenario's (username, password), as its pull secret holds them."""
+        if scenario.account is None:
+            return None
+        assert scenario.cri, "accounts are passed to CRI pulls only"
+        if scenario.account == "wrong":
+            return USER, "not-the-password"
+        return scenario.account, self.private.passwords[scenario.account]
 
     def summary(self) -> str:
         """One line per finished scenario: containerd's class, the tool's, time, ctr's error."""
@@ -643,12 +676,14 @@ def wanted(request: pytest.FixtureRequest) -> list[Scenario]:
 
 
 @pytest.fixture(scope="module")
-def differential(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Differential]:
+def differential(
+    lab: Lab, private_registries: PrivateRegistries, request: pytest.FixtureRequest
+) -> Iterator[Differential]:
     """Every wanted scenario, run concurrently; each test waits for its own result."""
     reason = missing()
     if reason is not None:
         pytest.skip(reason)
-    runner = Differential(lab)
+    runner = Differential(lab, private_registries)
     runner.prepare()
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="differential") as pool:
@@ -807,6 +842,27 @@ CTR_ERRORS: tuple[tuple[str, str], ...] = (
         'ctr: failed to resolve reference "registry.lab.test/lab/missing:1": '
         "registry.lab.test/lab/missing:1: not found",
     ),
+    (
+        "auth",
+        'cri: UNKNOWN: failed to pull and unpack image "basicreg.lab.test/lab/tiny:1": '
+        + _REF.format(host="basicreg.lab.test").removeprefix("ctr: ")
+        + "pulling from host basicreg.lab.test failed with status code [manifests 1]: "
+        "401 Unauthorized",
+    ),
+    (
+        "auth",
+        'cri: UNKNOWN: failed to pull and unpack image "tokenreg.lab.test/lab/tiny:1": '
+        + _REF.format(host="tokenreg.lab.test").removeprefix("ctr: ")
+        + "pull access denied, repository does not exist or may require authorization: "
+        "server message: insufficient_scope: authorization failed",
+    ),
+    (
+        "auth",
+        'cri: UNKNOWN: failed to pull and unpack image "tokenreg.lab.test/lab/tiny:1": '
+        + _REF.format(host="tokenreg.lab.test").removeprefix("ctr: ")
+        + "failed to authorize: failed to fetch oauth token: unexpected status: "
+        "401 Unauthorized",
+    ),
 )
 
 
@@ -855,6 +911,8 @@ def test_tool_outcome_reads_the_registry_entry() -> None:
     assert tool_outcome(mismatch_only, "r.lab.test") == "ok"
     hub = _report("registry-1.docker.io", ("registry-1.docker.io:443", "tls", "tls_expired"))
     assert tool_outcome(hub, "docker.io") == "tls"
+    image = {**healthy, "images": [{"ok": False, "reason": "image_auth_missing"}]}
+    assert tool_outcome(image, "r.lab.test") == "auth"  # an image's verdict comes first
     with pytest.raises(AssertionError):
         tool_outcome(healthy, "other.lab.test")
 
@@ -885,3 +943,23 @@ def test_cri_pull_request_wire_format() -> None:
     assert cripull.first_string(b"\x0a\x07sha256:") == "sha256:"
     assert cripull.first_string(b"\x0a\xc8\x01" + long_ref.encode()) == long_ref
     assert cripull.first_string(b"") == ""
+
+
+def test_image_check_asks_for_what_containerd_asks_for(differential: Differential) -> None:
+    """The manifest HEAD of `check --image` carries the Accept header containerd's own resolve
+    sends: the Docker Hub stand-in records each client's, and both resolve docker.io/library/tiny
+    there (ctr's pull then fails on the stand-in's missing blobs; the HEAD is what counts)."""
+    lab = differential.lab
+    root = lab.host_root(files={CONTAINERD_UNIT: UNIT, "etc/containerd/config.toml": CONFIG_TOML})
+    with NodeView(lab, root) as view:
+        daemon = view.containerd({})
+        daemon.pull("docker.io/library/tiny:1", seconds=20)
+        args = ["check", "--host-root", str(root), "--image", "tiny:1", "--output", "json"]
+        probe = view.probe(args, timeout=60)
+    assert json.loads(probe.stdout)["images"][0]["ok"] is True, probe.stdout + probe.stderr
+    accept = lab.dockerhub.state()["manifest_accept"]
+    path = " /v2/library/tiny/manifests/1"
+    ctr = [v for k, v in accept.items() if k.startswith("containerd/") and k.endswith(path)]
+    ours = [v for k, v in accept.items() if k.startswith("registry-probe/") and k.endswith(path)]
+    assert ctr and ours, accept
+    assert ctr[0] == ours[0] == MANIFEST_ACCEPT, accept

@@ -28,6 +28,7 @@ from probe.dockerhub.rules import (
     parse_token_response,
     token_request,
 )
+from probe.images.pull import MANIFEST_ACCEPT
 from probe.reasons import Reason
 
 STANDIN = Path(__file__).with_name("dockerhub_standin.py")
@@ -324,3 +325,50 @@ def test_sigterm_stops_cleanly(tmp_path: Path, client: httpx.Client) -> None:
         hub.process.send_signal(signal.SIGTERM)
         assert hub.process.wait(timeout=5) == 0
     assert time.monotonic() - started < 5
+
+
+def _image_head(
+    hub: Standin, client: httpx.Client, repository: str, tag: str, token: Token | None
+) -> httpx.Response:
+    """A HEAD on a repository's manifest, as the image check sends it."""
+    headers = [("Accept", MANIFEST_ACCEPT)]
+    if token is not None:
+        headers.append(("Authorization", f"Bearer {token.value}"))
+    url = f"https://registry-1.docker.io/v2/{repository}/manifests/{tag}"
+    return hub.send(client, HttpRequest("HEAD", url, tuple(headers)))
+
+
+def test_image_repositories_as_docker_hub_answers(tmp_path: Path, client: httpx.Client) -> None:
+    """library/tiny serves its index to anyone; an unknown tag is 404; a repository nobody may
+    pull and another account's private one answer the same 401 insufficient_scope (Docker Hub
+    hides whether a repository exists); the owner's token pulls its private repository."""
+    with standin(tmp_path) as hub:
+        anonymous = hub.token(client, None)
+        owner = hub.token(client, DockerCredentials(USER, password=PASSWORD))
+        assert isinstance(anonymous, Token) and isinstance(owner, Token)
+        tiny = _image_head(hub, client, "library/tiny", "1", anonymous)
+        assert tiny.status_code == 200
+        assert tiny.headers["docker-content-digest"].startswith("sha256:")
+        assert tiny.headers["ratelimit-remaining"] == "100;w=21600"
+        assert _image_head(hub, client, "library/tiny", "2", anonymous).status_code == 404
+        for repository, token in (
+            ("library/no-such-image", anonymous),
+            ("library/no-such-image", owner),
+            (f"{USER}/private", anonymous),
+        ):
+            answer = _image_head(hub, client, repository, "1", token)
+            assert answer.status_code == 401, repository
+            assert answer.headers["www-authenticate"].endswith(
+                f'scope="repository:{repository}:pull",error="insufficient_scope"'
+            )
+        assert _image_head(hub, client, f"{USER}/private", "1", owner).status_code == 200
+        bare = _image_head(hub, client, "library/tiny", "1", None)
+        assert bare.status_code == 401 and "error=" not in bare.headers["www-authenticate"]
+        digest = tiny.headers["docker-content-digest"]
+        url = f"https://registry-1.docker.io/v2/library/tiny/manifests/{digest}"
+        got = hub.send(
+            client, HttpRequest("GET", url, (("Authorization", f"Bearer {anonymous.value}"),))
+        )
+        assert got.json()["manifests"][1]["platform"]["architecture"] == "arm64"
+        state = hub.state()
+    assert state["manifest_gets"] == 1  # the GET, never the HEADs

@@ -13,14 +13,27 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "probe"
 
 # Lowest first. A module's layer is the first entry its dotted name starts with.
+# probe.images spans two layers: its pure parts (the reference grammar, which the config's loader
+# uses to validate `images:`, lowest; the keyring, the answers' rules and the token flow, which
+# the engine's registry check uses, below the engine), and the walk over the engine's pull plan
+# (`probe.images.check`), above it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("probe", "probe.reasons", "probe.display", "probe.redact", "probe.duration"),
+    (
+        "probe",
+        "probe.reasons",
+        "probe.display",
+        "probe.redact",
+        "probe.duration",
+        "probe.images.reference",
+    ),
     ("probe.config",),
     ("probe.result",),
     ("probe.node",),
     ("probe.checks",),
     ("probe.dockerhub",),
+    ("probe.images",),
     ("probe.engine",),
+    ("probe.images.check",),
     ("probe.views",),
     ("probe.agent",),
     ("probe.cli", "probe.__main__"),

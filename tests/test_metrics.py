@@ -20,6 +20,7 @@ from prometheus_client.samples import Sample
 from probe import __version__
 from probe.checks import Endpoint
 from probe.config import HostPort, parse_host_port
+from probe.images.result import CONFIGURED, SANDBOX, ImageReport
 from probe.reasons import PHASES, CheckKind, Reason
 from probe.result import CertFacts, CheckResult, HostResult, RateLimit, RegistryReport, RuntimeRoute
 from probe.views.metrics import (
@@ -47,6 +48,8 @@ ALLOWED_LABELS = {
     "auth",
     "source",
     "version",
+    "image",  # the images of the config and the node's sandbox image, never what runs there
+    "role",  # configured or sandbox
 }
 # SPEC.md's budget for one healthy registry with its endpoints.
 # SPEC's budget: at most 16 series for a healthy one-endpoint registry on a one-runtime node,
@@ -478,3 +481,65 @@ def test_docs_document_every_metric_and_the_counts() -> None:
         assert re.search(rf"`{spec.name}`", text), spec.name
     assert f"**{ONE_ENDPOINT_SERIES}**" in text
     assert f"**{DOCKER_HUB_SERIES}**" in text
+
+
+def image_report(name: str, reason: Reason | None, role: str = CONFIGURED) -> ImageReport:
+    return ImageReport(
+        image=name,
+        reference=name,
+        role=role,
+        registry="registry.example.com",
+        reason=reason,
+        detail="",
+        checks=(),
+        finished_at=FINISHED,
+    )
+
+
+def test_image_series_per_configured_image() -> None:
+    """Each checked image: pullable 1 or 0 with its role, and its reason as a failure series
+    only while it fails."""
+    collector = ProbeCollector()
+    names = ("nginx:1.27", "team/app:2", "registry.k8s.io/pause:3.10")
+    collector.configure_images(names)
+    collector.record_image(image_report("nginx:1.27", None))
+    collector.record_image(image_report("team/app:2", Reason.IMAGE_AUTH_MISSING))
+    collector.record_image(
+        image_report("registry.k8s.io/pause:3.10", Reason.TCP_TIMEOUT, role=SANDBOX)
+    )
+    samples = scrape(collector)
+    pullable = {
+        (s.labels["image"], s.labels["role"]): s.value
+        for s in probe_samples(samples, "registry_probe_image_pullable")
+    }
+    assert pullable == {
+        ("nginx:1.27", "configured"): 1.0,
+        ("team/app:2", "configured"): 0.0,
+        ("registry.k8s.io/pause:3.10", "sandbox"): 0.0,
+    }
+    failures = {
+        (s.labels["image"], s.labels["reason"])
+        for s in probe_samples(samples, "registry_probe_image_failure")
+    }
+    assert failures == {
+        ("team/app:2", "image_auth_missing"),
+        ("registry.k8s.io/pause:3.10", "tcp_timeout"),
+    }
+    for sample in samples:
+        if sample.name.startswith("registry_probe_"):
+            assert set(sample.labels) <= ALLOWED_LABELS, sample
+
+
+def test_images_leaving_the_config_leave_no_series() -> None:
+    """An image no longer configured (or a report for one never configured) is not rendered."""
+    collector = ProbeCollector()
+    collector.configure_images(["nginx:1.27", "old:1"])
+    collector.record_image(image_report("old:1", Reason.IMAGE_NOT_FOUND))
+    collector.record_image(image_report("nginx:1.27", None))
+    collector.configure_images(["nginx:1.27"])
+    collector.record_image(image_report("stranger:1", None))
+    samples = scrape(collector)
+    assert [s.labels["image"] for s in probe_samples(samples, "registry_probe_image_pullable")] == [
+        "nginx:1.27"
+    ]
+    assert probe_samples(samples, "registry_probe_image_failure") == []

@@ -21,6 +21,7 @@ from probe.agent.server import AgentApp, HttpServer
 from probe.agent.webconfig import WebConfig, load_web_config
 from probe.config import Config, ConfigError
 from probe.engine import Engine
+from probe.images.check import ImageChecker
 from probe.views.metrics import render
 
 log = logging.getLogger("probe.agent")
@@ -168,7 +169,7 @@ def run_agent(
                 log.error("bad web configuration", extra={"fields": {"error": problem}})
             return 2
     try:
-        agent = Agent(engine_factory(config), reload)
+        agent = Agent(engine_factory(config), reload, image_checker=ImageChecker.for_engine)
     except (ConfigError, ValueError) as error:
         log.error("bad configuration", extra={"fields": {"error": str(error)}})
         return 2

@@ -8,7 +8,9 @@ returns. Results go to the metrics collector, which the HTTP server renders at s
 
 The registries to probe are the engine's: the config's, and those the node's runtimes are
 configured for, which the engine works out again whenever the node view changes (a new mirror in
-hosts.toml is probed within an interval, no SIGHUP needed). Each keeps its own schedule.
+hosts.toml is probed within an interval, no SIGHUP needed). Each keeps its own schedule. So do
+the images the image checker names (the config's `images:` and the node's sandbox image), which
+are scheduled beside the registries, under keys of their own (`image <reference>`).
 
 SIGHUP reloads the config; a bad new config is logged and the old one kept, with
 `registry_probe_config_last_reload_success` 0. A reload never cancels a probe in flight (a slow
@@ -29,6 +31,8 @@ from typing import Protocol
 
 from probe.agent.logs import CheckStates, log_changes
 from probe.config import Config, ConfigError, RegistryConfig
+from probe.images.check import ImageChecker, ImageTarget
+from probe.images.result import ImageReport
 from probe.node.problems import NodeProblem
 from probe.result import RegistryReport
 from probe.views.metrics import ProbeCollector, build_registry
@@ -77,6 +81,7 @@ class Agent:
         collector: ProbeCollector | None = None,
         concurrency: int = CONCURRENCY,
         rng: random.Random | None = None,
+        image_checker: Callable[[EngineLike], ImageChecker | None] | None = None,
     ) -> None:
         self.collector = collector if collector is not None else ProbeCollector()
         self.metrics = build_registry(self.collector)
@@ -89,6 +94,10 @@ class Agent:
         self._reload_requested = False
         self._last_reload = -RELOAD_MIN_SECONDS
         self._engine = engine
+        self._image_checker = image_checker or (lambda _: None)
+        self._checker = self._image_checker(engine)
+        self._images: dict[str, ImageTarget] = {}  # by "image <as written>"
+        self._image_reasons: dict[str, str | None] = {}  # the last reason, to log changes
         self._registries: dict[str, RegistryConfig] = {}
         self._due: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -96,7 +105,7 @@ class Agent:
         self._troubled: dict[str, str] = {}  # registry -> what went wrong with its last probe
         self._ready = False
         self._problems: frozenset[NodeProblem] = frozenset()
-        self._taken: tuple[tuple[RegistryConfig, ...], tuple[NodeProblem, ...]] = ((), ())
+        self._taken: tuple[tuple[RegistryConfig, ...], tuple[NodeProblem, ...]] | None = None
         self.last_tick = time.monotonic()
         self._sync_registries()
 
@@ -159,22 +168,26 @@ class Agent:
         self, probes: asyncio.TaskGroup, semaphore: asyncio.Semaphore, once: bool
     ) -> None:
         now = time.monotonic()
-        for host, registry in self._registries.items():
+        targets: dict[str, RegistryConfig | ImageTarget] = {**self._registries, **self._images}
+        for host, target in targets.items():
             if host in self._inflight or self._due.get(host, now) > now:
                 continue
             if once and host in self._attempted:
                 continue
             self._due[host] = now + jittered(self.interval, self._rng)
-            self._inflight[host] = probes.create_task(
-                self._probe(self._engine, registry, semaphore), name=f"probe {host}"
+            probe = (
+                self._probe(self._engine, target, semaphore)
+                if isinstance(target, RegistryConfig)
+                else self._probe_image(target, semaphore)
             )
+            self._inflight[host] = probes.create_task(probe, name=f"probe {host}")
 
     async def _sleep_until_due(self, once: bool) -> None:
         """Until the next registry is due, a probe ends, a signal comes, or a heartbeat passes."""
         now = time.monotonic()
         waiting = [
             self._due.get(host, now) - now
-            for host in self._registries
+            for host in (*self._registries, *self._images)
             if host not in self._inflight and not (once and host in self._attempted)
         ]
         if self._reload_requested:  # coalesced: due when the minimum gap has passed
@@ -209,6 +222,50 @@ class Agent:
             if self._inflight.get(host) is asyncio.current_task():
                 del self._inflight[host]
             self._wake.set()
+
+    async def _probe_image(self, target: ImageTarget, semaphore: asyncio.Semaphore) -> None:
+        """One image's check (bounded like a registry's probe); its state changes logged."""
+        key = f"image {target.image}"
+        checker = self._checker
+        try:
+            report: ImageReport | None = None
+            if checker is not None:
+                async with semaphore:
+                    deadline = checker.engine.config.timeout * SAFETY_DEADLINE_TIMEOUTS
+                    try:
+                        async with asyncio.timeout(deadline):
+                            report = await checker.check(target)
+                    except TimeoutError:
+                        self._engine_trouble(key, "image check did not finish in time")
+                    # The outermost edge, as for a registry's probe.
+                    except Exception:
+                        self._engine_trouble(key, "image check failed unexpectedly", exc_info=True)
+            if self._images.get(key) == target:
+                if report is not None:
+                    self._troubled.pop(key, None)
+                    self.collector.record_image(report)
+                    self._log_image(key, report)
+                self._attempted.add(key)
+                self._check_ready()
+        finally:
+            if self._inflight.get(key) is asyncio.current_task():
+                del self._inflight[key]
+            self._wake.set()
+
+    def _log_image(self, key: str, report: ImageReport) -> None:
+        reason = None if report.reason is None else str(report.reason)
+        previous = self._image_reasons.get(key)
+        self._image_reasons[key] = reason
+        if reason == previous:
+            return
+        fields = {"image": report.image, "role": report.role}
+        if reason is None:
+            log.info("image pullable again", extra={"fields": fields})
+            return
+        fields |= {"reason": reason, "detail": report.detail}
+        if previous is not None:
+            fields["previous_reason"] = previous
+        log.warning("image would not pull", extra={"fields": fields})
 
     async def _bounded_probe(
         self, engine: EngineLike, registry: RegistryConfig
@@ -246,7 +303,7 @@ class Agent:
         log.error(message, exc_info=exc_info, extra={"fields": {"registry": host, **fields}})
 
     def _check_ready(self) -> None:
-        if not self._ready and self._attempted >= self._registries.keys():
+        if not self._ready and self._attempted >= self._registries.keys() | self._images.keys():
             self._ready = True
             log.info("first cycle complete", extra={"fields": {"registries": len(self._attempted)}})
 
@@ -259,17 +316,22 @@ class Agent:
         they are gone, counted in the metrics."""
         try:
             registries, problems = self._engine.registries(), self._engine.problems()
+            # The engine hands back the same tuples until the node view or the config changes
+            # (a reload makes a new engine and checker): the scheduler wakes many times a
+            # second and compares nothing then.
+            taken = self._taken
+            if taken is not None and registries is taken[0] and problems is taken[1]:
+                return set(), set()
+            checker = self._checker
+            images = {f"image {t.image}": t for t in (checker.targets() if checker else ())}
         # The outermost edge: reading the node must never stop the scheduler; the last list
         # stands until it reads again.
         except Exception:
             self._engine_trouble("", "reading the node failed unexpectedly", exc_info=True)
             return set(), set()
-        # The engine hands back the same tuples until the node view changes: the scheduler
-        # wakes many times a second and compares nothing then.
-        if registries is self._taken[0] and problems is self._taken[1]:
-            return set(), set()
         self._taken = (registries, problems)
         self._sync_problems(frozenset(problems))
+        self._sync_images(images)
         wanted = {r.label: r for r in registries}
         if wanted == self._registries:
             return set(), set()
@@ -284,7 +346,8 @@ class Agent:
         self.collector.configure(wanted)
         self._states.retain(wanted)
         self._attempted &= wanted.keys()
-        self._troubled = {h: m for h, m in self._troubled.items() if h in wanted or not h}
+        kept = wanted.keys() | self._images.keys()
+        self._troubled = {h: m for h, m in self._troubled.items() if h in kept or not h}
         self._check_ready()
         added, removed = wanted.keys() - old.keys(), old.keys() - wanted.keys()
         if announce and old and (added or removed):
@@ -299,6 +362,20 @@ class Agent:
                 },
             )
         return set(added), set(removed)
+
+    def _sync_images(self, wanted: dict[str, ImageTarget]) -> None:
+        """Take the checker's images; a new or changed one is due now."""
+        if wanted == self._images:
+            return
+        old = self._images
+        self._images = wanted
+        for key in old.keys() | wanted.keys():
+            if old.get(key) != wanted.get(key):
+                self._due.pop(key, None)
+                self._attempted.discard(key)
+        self._image_reasons = {k: r for k, r in self._image_reasons.items() if k in wanted}
+        self.collector.configure_images(t.image for t in wanted.values())
+        self._check_ready()
 
     def _sync_problems(self, problems: frozenset[NodeProblem]) -> None:
         if problems == self._problems:
@@ -332,6 +409,7 @@ class Agent:
                 extra={"fields": {"listen": old_config.listen.label}},
             )
         self._engine = engine
+        self._checker = self._image_checker(engine)
         self.collector.config_reload_success = True
         added, removed = self._sync_registries(announce=False)
         log.info(

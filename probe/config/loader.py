@@ -34,6 +34,7 @@ from probe.config.model import RUNTIMES, Config, DockerHubConfig, RegistryConfig
 from probe.display import describe_input, escape
 from probe.duration import ACCEPTED as DURATION_FORMS
 from probe.duration import format_duration, parse_duration
+from probe.images.reference import parse_reference
 
 # ---------------------------------------------------------------------------------------------
 # Loading
@@ -47,10 +48,13 @@ TOP_LEVEL_KEYS = (
     "registries",
     "dockerhub",
     "runtimes",
+    "images",
+    "sandbox_image",
 )
 REGISTRY_KEYS = ("host", "ca_file", "insecure_skip_verify", "credentials_file", "blob_hosts")
 DOCKERHUB_KEYS = ("ratelimit_interval", "credentials_file")
 
+IMAGE_FORMS = "nginx:1.27 or registry.example.com:5000/team/app@sha256:..."
 _FILE_FORMS = "a readable file on the agent's own filesystem, not under host_root"
 _MAX_CONFIG_BYTES = 1 << 20  # a ConfigMap holds at most 1 MiB; more is not a config file
 
@@ -345,6 +349,8 @@ class _Reader:
         registries = default.registries
         dockerhub = default.dockerhub
         runtimes = default.runtimes
+        images = default.images
+        sandbox_image = default.sandbox_image
         timing_ok = True
 
         if "interval" in values:
@@ -383,6 +389,11 @@ class _Reader:
             dockerhub = self.dockerhub(values["dockerhub"], "dockerhub")
         if "runtimes" in values:
             runtimes = self.runtimes(values["runtimes"], "runtimes")
+        if "images" in values:
+            images = self.images(values["images"], "images")
+        if "sandbox_image" in values:
+            found = self.boolean(values["sandbox_image"], "sandbox_image")
+            sandbox_image = sandbox_image if found is None else found
         return Config(
             interval=interval,
             timeout=timeout,
@@ -392,6 +403,8 @@ class _Reader:
             registries=registries,
             dockerhub=dockerhub,
             runtimes=runtimes,
+            images=images,
+            sandbox_image=sandbox_image,
         )
 
     def listen(self, node: yaml.Node, key: str) -> HostPort | None:
@@ -524,6 +537,38 @@ class _Reader:
                 values["credentials_file"], f"{key}.credentials_file"
             )
         return DockerHubConfig(ratelimit_interval=interval, credentials_file=credentials_file)
+
+    def images(self, node: yaml.Node, key: str) -> tuple[str, ...]:
+        """Image references, each parsed as the runtime parses it and listed once."""
+        items = self.sequence(node, key, "a list of image references, such as [nginx:1.27]")
+        found: list[str] = []
+        seen: dict[str, tuple[str, int]] = {}
+        for index, item in enumerate(items or []):
+            item_key = f"{key}[{index}]"
+            text = self.string(item, item_key, f"an image reference, such as {IMAGE_FORMS}")
+            if text is None:
+                continue
+            shown = describe_input(text)
+            try:
+                parsed = parse_reference(text)
+                RegistryAddress.parse(parsed.domain)
+            except ValueError as error:
+                # The library's words quote the input: escaped, so a problem stays one line.
+                self.problem(
+                    item, item_key, f"{shown} is not an image reference: {escape(str(error))}"
+                )
+                continue
+            reference = str(parsed)
+            if reference in seen:
+                first, line = seen[reference]
+                same = "listed" if first == text else f"the same image as {describe_input(first)}"
+                self.problem(
+                    item, item_key, f"{shown} is {same} at line {line} (expected each image once)"
+                )
+                continue
+            seen[reference] = (text, item.start_mark.line + 1)
+            found.append(text)
+        return tuple(found)
 
     def runtimes(self, node: yaml.Node, key: str) -> tuple[str, ...]:
         names = ", ".join(RUNTIMES[:-1]) + f" or {RUNTIMES[-1]}"

@@ -68,3 +68,8 @@ class Config:
     registries: tuple[RegistryConfig, ...] = ()
     dockerhub: DockerHubConfig = field(default_factory=DockerHubConfig)
     runtimes: tuple[str, ...] = RUNTIMES
+    # Image references whose pull the agent checks (SPEC.md, "Images"), as written; validated
+    # by the loader with the runtime's own parsing rules.
+    images: tuple[str, ...] = ()
+    # Whether the agent also checks the node's sandbox (pause) image: no pod starts without it.
+    sandbox_image: bool = True

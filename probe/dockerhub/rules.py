@@ -295,12 +295,9 @@ def _credentials_from_entry(entry: Mapping[str, object], where: str) -> DockerCr
     raise DockerConfigError(f"{where} has neither auth, username and password, nor identitytoken")
 
 
-def parse_docker_config(text: str) -> DockerCredentials | None:
-    """Docker Hub's credentials from a .dockerconfigjson; None when it names no Docker Hub key.
-
-    Also reads the older ``.dockercfg`` shape (registries at the top level, no ``auths``).
-    Raises `DockerConfigError` for a file that cannot be used.
-    """
+def _auths(text: str) -> tuple[dict[str, object], dict[str, object]]:
+    """The document and its registry map: ``auths`` (``.dockerconfigjson``) or, in the older
+    ``.dockercfg`` shape, the top level. Raises `DockerConfigError`."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -313,7 +310,16 @@ def parse_docker_config(text: str) -> DockerCredentials | None:
     auths = document.get("auths", document)
     if not isinstance(auths, dict):
         raise DockerConfigError("auths is not a JSON object")
+    return document, auths
 
+
+def parse_docker_config(text: str) -> DockerCredentials | None:
+    """Docker Hub's credentials from a .dockerconfigjson; None when it names no Docker Hub key.
+
+    Also reads the older ``.dockercfg`` shape (registries at the top level, no ``auths``).
+    Raises `DockerConfigError` for a file that cannot be used.
+    """
+    document, auths = _auths(text)
     hub_keys = sorted(
         (key for key in auths if _registry_host(key) in DOCKER_HUB_ALIASES),
         key=lambda key: DOCKER_HUB_ALIASES.index(_registry_host(key)),
@@ -340,6 +346,49 @@ def parse_docker_config(text: str) -> DockerCredentials | None:
             "which cannot run here: put them in auths"
         )
     return _credentials_from_entry(entry, where)
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One registry key of a .dockerconfigjson and the account it holds for the kubelet.
+
+    The kubelet reads `username`, `password` and `auth` of each key (pkg/credentialprovider,
+    DockerConfigEntry.UnmarshalJSON: a non-empty `auth` replaces the other two) and nothing else:
+    an entry with only an `identitytoken` reaches the runtime as no credentials at all, so
+    `credentials` is None then, and `note` says why.
+    """
+
+    key: str  # as the file writes it: "https://index.docker.io/v1/", "registry.example.com"
+    credentials: DockerCredentials | None
+    note: str | None = None
+
+
+def parse_docker_config_entries(text: str) -> tuple[ConfigEntry, ...]:
+    """Every registry key of a .dockerconfigjson (or .dockercfg), in the file's order, with the
+    username and password the kubelet would offer for it.
+
+    Raises `DockerConfigError` for a file the kubelet cannot read (not JSON, an entry that is not
+    an object, an `auth` that is not base64 of `user:password`): it fails every pull then.
+    """
+    _, auths = _auths(text)
+    entries: list[ConfigEntry] = []
+    for key, entry in auths.items():
+        where = f"auths[{json.dumps(key)}]"
+        if not isinstance(entry, dict):
+            raise DockerConfigError(f"{where} is not a JSON object")
+        username = _string_field(entry, "username", where)
+        password = _string_field(entry, "password", where)
+        auth = _string_field(entry, "auth", where)
+        if auth is not None:
+            username, password = _decode_auth(auth, where)
+        if username and password:
+            entries.append(ConfigEntry(key, DockerCredentials(username, password=password)))
+        elif _string_field(entry, "identitytoken", where) is not None:
+            note = "holds only an identitytoken, which the kubelet does not pass to the runtime"
+            entries.append(ConfigEntry(key, None, note))
+        else:
+            entries.append(ConfigEntry(key, None, "holds no username and password"))
+    return tuple(entries)
 
 
 # --- requests ---------------------------------------------------------------------------------

@@ -1,16 +1,20 @@
 """The fix, in words, for each reason: what a person on the node should look at.
 
-The root causes and their fixes follow seed-imagepullbackoff.txt (3 expired or invalid
-credentials, 4 Docker Hub rate limiting, 5 network or firewall); the words name the concrete
-thing to change (which resolver, firewall, security group, VPC endpoint, CA, proxy drop-in).
+The root causes and their fixes follow seed-imagepullbackoff.txt (1 wrong image name or tag,
+2 a private registry without an imagePullSecret, 3 expired or invalid credentials, 4 Docker Hub
+rate limiting, 5 network or firewall); the words name the concrete thing to change (which tag,
+which secret, resolver, firewall, security group, VPC endpoint, CA, proxy drop-in).
 """
 
 from __future__ import annotations
 
+from probe.images.result import SANDBOX, ImageReport
 from probe.reasons import ROOT_CAUSE, CheckKind, Reason
 from probe.result import CheckResult, RegistryReport
 
 CAUSE_TITLE = {
+    1: "wrong image name or tag",
+    2: "private registry without an imagePullSecret",
     3: "expired or invalid credentials",
     4: "Docker Hub rate limiting",
     5: "network or firewall blocking the registry",
@@ -151,6 +155,25 @@ _ADVICE: dict[Reason, str] = {
         "4). Authenticate pulls with a Docker Hub account (imagePullSecrets), and mirror the "
         "images you need to your own registry or a pull-through cache."
     ),
+    # The image reasons, for a single check; an image's report has fuller words (image_advice).
+    Reason.IMAGE_NOT_FOUND: (
+        "{endpoint} does not have this image (404: the repository or the tag is unknown): check "
+        "the image's name and tag in the pod spec (root cause 1)."
+    ),
+    Reason.IMAGE_AUTH_MISSING: (
+        "{host} wants credentials for this image and none were offered (root cause 2): create a "
+        "pull secret (kubectl create secret docker-registry ...) and reference it in the pod's "
+        "imagePullSecrets."
+    ),
+    Reason.IMAGE_ACCESS_DENIED: (
+        "The credentials are valid at {host} but may not pull this repository (root cause 3): "
+        "grant the account read access, or use an account that has it."
+    ),
+    Reason.IMAGE_PLATFORM_MISSING: (
+        "The image on {host} is not built for this node's platform (root cause 1): use a "
+        "multi-platform tag, or keep the workload off these nodes (nodeSelector "
+        "kubernetes.io/arch)."
+    ),
 }
 
 
@@ -197,3 +220,123 @@ def report_advice(report: RegistryReport) -> str:
 def cause_line(reason: Reason) -> str:
     cause = ROOT_CAUSE[reason]
     return f"root cause {cause}: {CAUSE_TITLE[cause]}"
+
+
+# --- images (check --image, images:) -----------------------------------------------------------
+
+_IMAGE_ADVICE: dict[Reason, str] = {
+    Reason.IMAGE_NOT_FOUND: (
+        "No host of {registry} has {reference}: the name or the tag is wrong, or the image was "
+        "never pushed (root cause 1). Compare the pod's image (`kubectl get pod <pod> -o "
+        "jsonpath='{{.spec.containers[*].image}}'`) with what the registry holds: list the "
+        "repository's tags where the registry allows it ({tags}), then fix the tag in the "
+        "workload (`kubectl set image deployment/<name> <container>=<image:tag>`)."
+    ),
+    Reason.IMAGE_AUTH_MISSING: (
+        "{registry} wants credentials to pull {repository} and none were offered (root cause 2). "
+        "Create a pull secret for it (`kubectl create secret docker-registry regcred "
+        "--docker-server={server} --docker-username=<user> --docker-password=<token> -n "
+        "<namespace>`), reference it in the pod's `imagePullSecrets` (or add it to the "
+        "namespace's default service account), and check it from the node with "
+        "`registry-probe check --image {image} --pull-secret <the .dockerconfigjson>`."
+    ),
+    Reason.AUTH_FAILED: (
+        "The credentials offered for {registry} ({credentials}) are rejected (root cause 3): the "
+        "pull secret is expired, revoked or mistyped. Recreate it with a valid token "
+        "(`kubectl delete secret <name>`, then `kubectl create secret docker-registry <name> "
+        "--docker-server={server} ...`) and check it again with `registry-probe check --image "
+        "{image} --pull-secret <the .dockerconfigjson>`."
+    ),
+    Reason.IMAGE_ACCESS_DENIED: (
+        "The credentials ({credentials}) are valid at {registry} but may not pull {repository} "
+        "(root cause 3): the account has no read access to that repository (another "
+        "organisation or project, a repository policy). Grant it pull access, or use the secret "
+        "of an account that has it."
+    ),
+    Reason.IMAGE_PLATFORM_MISSING: (
+        "{reference} is published for other platforms only, not this node's {platform} (root "
+        'cause 1): its pods fail here with "no match for platform in manifest". Use a tag built '
+        "for {platform} (a multi-platform build), or keep the workload off these nodes "
+        "(nodeSelector kubernetes.io/arch)."
+    ),
+}
+
+_DOCKER_HUB_MISSING = (
+    " On Docker Hub a repository that does not exist answers exactly like a private one: check "
+    "the name first (official images are library/<name>, others <account>/<name>)."
+)
+_ECR_ADVICE = (
+    " This is Amazon ECR: a pull secret made with `aws ecr get-login-password` holds a token "
+    "that expires after 12 hours. Refresh it on a schedule (a CronJob every 8 to 10 hours) or, "
+    "better, let the kubelet get tokens itself (the ECR credential provider, IRSA / EKS Pod "
+    "Identity on EKS) instead of a static secret."
+)
+_SHORT_LIVED = (
+    " The account {user} is a short-lived token's: such a secret expires within hours "
+    "(Google's oauth2accesstoken: 1 hour; Azure's token user 00000000-0000-0000-0000-000000000000: "
+    "3 hours); use the cloud's credential provider instead of a static secret."
+)
+_SHORT_LIVED_USERS = ("oauth2accesstoken", "00000000-0000-0000-0000-000000000000")
+_SANDBOX = (
+    " This is the node's sandbox (pause) image ({source}): while it cannot be pulled, no new "
+    "pod starts on this node."
+)
+
+
+def image_advice(report: ImageReport) -> str:
+    """The fix for an image that would not pull, or an empty string when it would."""
+    if report.reason is None:
+        return ""
+    if not report.registry:  # the runtime cannot parse the reference
+        advice = (
+            f"The runtime cannot parse {report.image}: {report.detail.split(': ', 1)[-1]}. "
+            "Fix the reference in the pod spec (root cause 1)."
+        )
+    elif report.reason in _IMAGE_ADVICE:
+        advice = _IMAGE_ADVICE[report.reason].format(**_image_words(report))
+        if report.docker_hub and report.reason in (
+            Reason.IMAGE_AUTH_MISSING,
+            Reason.IMAGE_ACCESS_DENIED,
+        ):
+            advice += _DOCKER_HUB_MISSING
+        if report.reason == Reason.AUTH_FAILED:
+            user = _user_of(report.credentials)
+            if report.ecr or user == "AWS":
+                advice += _ECR_ADVICE
+            elif user in _SHORT_LIVED_USERS:
+                advice += _SHORT_LIVED.format(user=user)
+    else:
+        failure = report.failure
+        advice = advice_for(failure) if failure is not None else report.detail
+    if report.role == SANDBOX:
+        advice += _SANDBOX.format(source=report.source)
+    return advice
+
+
+def _user_of(credentials: str | None) -> str | None:
+    """The account name in an offer's description (`user alice from ...`)."""
+    if credentials is None or not credentials.startswith("user "):
+        return None
+    return credentials.split(" ", 2)[1]
+
+
+def _image_words(report: ImageReport) -> dict[str, str]:
+    registry = report.registry
+    server = "https://index.docker.io/v1/" if report.docker_hub else registry
+    if report.docker_hub:
+        hub_repo = report.repository
+        tags = f"https://hub.docker.com/v2/repositories/{hub_repo}/tags/"
+    else:
+        tags = (
+            f"`curl https://{registry}/v2/{report.repository}/tags/list`, with a token if private"
+        )
+    return {
+        "registry": "Docker Hub" if report.docker_hub else registry,
+        "reference": report.reference,
+        "repository": report.repository,
+        "image": report.image,
+        "server": server,
+        "tags": tags,
+        "credentials": report.credentials or "none",
+        "platform": report.platform or "the node's platform",
+    }

@@ -25,6 +25,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from probe import __version__
+from probe.images.result import ImageReport
 from probe.node.problems import NodeProblem
 from probe.reasons import PHASES, CheckKind
 from probe.result import CheckResult, RegistryReport
@@ -158,6 +159,22 @@ NODE_CONFIG_PROBLEMS = _spec(
     "(runtime=system for files every runtime reads); absent while there are none. "
     "`registry-probe check` names each file, line and effect.",
 )
+IMAGE_PULLABLE = _spec(
+    "registry_probe_image_pullable",
+    "gauge",
+    ("image", "role"),
+    "1 when the node's runtime would pull the image (its manifest resolves on a host of the "
+    "registry's pull plan, with the credentials the kubelet would offer), 0 when not; for the "
+    "config's images (role=configured) and the node's sandbox image (role=sandbox).",
+)
+IMAGE_FAILURE = _spec(
+    "registry_probe_image_failure",
+    "gauge",
+    ("image", "role", "reason"),
+    "1 while the image would not pull for this reason (image_not_found, image_auth_missing, "
+    "auth_failed, image_access_denied, image_platform_missing, rate_limited or a network "
+    "reason); absent otherwise.",
+)
 CONFIG_RELOAD = _spec(
     "registry_probe_config_last_reload_success",
     "gauge",
@@ -191,6 +208,8 @@ METRICS: tuple[MetricSpec, ...] = (
     PULLABLE,
     MIRROR_UP,
     NODE_CONFIG_PROBLEMS,
+    IMAGE_PULLABLE,
+    IMAGE_FAILURE,
     CONFIG_RELOAD,
     BUILD_INFO,
 )
@@ -259,6 +278,8 @@ class ProbeCollector(Collector):
         self._configured: frozenset[str] = frozenset()
         self.config_reload_success = True
         self.node_problems: tuple[NodeProblem, ...] = ()  # set by the agent when they change
+        self._images: dict[str, ImageReport] = {}
+        self._configured_images: frozenset[str] = frozenset()
 
     def configure(self, registries: Iterable[str]) -> None:
         """Set the registries of the current config; every series of any other one disappears."""
@@ -284,12 +305,32 @@ class ProbeCollector(Collector):
     def reports(self) -> Mapping[str, RegistryReport]:
         return dict(self._reports)
 
+    def configure_images(self, images: Iterable[str]) -> None:
+        """Set the images checked now (config and sandbox); any other one's series disappear.
+        Images come from the config and the runtime's config only, never from what runs on
+        the node, so their series are bounded by configuration."""
+        self._configured_images = frozenset(images)
+        self._images = {i: r for i, r in self._images.items() if i in self._configured_images}
+
+    def record_image(self, report: ImageReport) -> None:
+        """Keep the image's latest report."""
+        if report.image in self._configured_images:
+            self._images[report.image] = report
+
+    def images(self) -> Mapping[str, ImageReport]:
+        return dict(self._images)
+
     def collect(self) -> Iterator[Metric]:
         families = {spec: _family(spec) for spec in METRICS}
         for report in self._reports.values():
             self._render_report(report, families)
         for (registry, endpoint, check, reason), count in sorted(self._failures.items()):
             families[FAILURES_TOTAL].add_metric([registry, endpoint, check, reason], count)
+        for image in self._images.values():
+            labels = [image.image, image.role]
+            families[IMAGE_PULLABLE].add_metric(labels, 1.0 if image.ok else 0.0)
+            if image.reason is not None:
+                families[IMAGE_FAILURE].add_metric([*labels, str(image.reason)], 1.0)
         counts = Counter(p.runtime for p in self.node_problems)
         for runtime, count in sorted(counts.items()):
             families[NODE_CONFIG_PROBLEMS].add_metric([runtime], count)

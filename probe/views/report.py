@@ -6,20 +6,51 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from probe.images.result import SANDBOX, ImageReport
 from probe.node.problems import NodeProblem
 from probe.result import CertFacts, CheckResult, RegistryReport
-from probe.views.advice import advice_for, cause_line, report_advice
+from probe.views.advice import advice_for, cause_line, image_advice, report_advice
 
 
 def to_json(
-    node: str, reports: list[RegistryReport], problems: Sequence[NodeProblem] = ()
+    node: str,
+    reports: list[RegistryReport],
+    problems: Sequence[NodeProblem] = (),
+    images: Sequence[ImageReport] = (),
 ) -> dict[str, Any]:
-    """`check --output json`: `{"node": ..., "registries": [...]}` as SPEC.md draws it, and the
-    node's configuration problems."""
-    return {
+    """`check --output json`: `{"node": ..., "registries": [...]}` as SPEC.md draws it, the
+    node's configuration problems and, when images were checked, `images`."""
+    document = {
         "node": node,
         "registries": [_registry_json(r) for r in reports],
         "node_problems": [_problem_json(p) for p in problems],
+    }
+    if images:
+        document["images"] = [_image_json(i) for i in images]
+    return document
+
+
+def _image_json(report: ImageReport) -> dict[str, Any]:
+    """SPEC.md's image entry: image, ok, root_cause, reason, advice, host, digest, media_type,
+    checks; and what else a person asks (the reference resolved, the credentials used, never
+    their value)."""
+    return {
+        "image": report.image,
+        "ok": report.ok,
+        "root_cause": report.root_cause,
+        "reason": str(report.reason) if report.reason else None,
+        "advice": image_advice(report) or None,
+        "host": str(report.host) if report.host else None,
+        "digest": report.digest,
+        "media_type": report.media_type,
+        "checks": [_check_json(c) for c in report.checks],
+        "reference": report.reference,
+        "registry": report.registry or None,
+        "role": report.role,
+        "source": report.source,
+        "detail": report.detail,
+        "credentials": report.credentials,
+        "platform": report.platform,
     }
 
 
@@ -117,12 +148,20 @@ def _cert_json(cert: CertFacts) -> dict[str, Any]:
     }
 
 
-def to_text(node: str, reports: list[RegistryReport], problems: Sequence[NodeProblem] = ()) -> str:
+def to_text(
+    node: str,
+    reports: list[RegistryReport],
+    problems: Sequence[NodeProblem] = (),
+    images: Sequence[ImageReport] = (),
+) -> str:
     """The report a person on the node reads: per registry, what failed, why, and the fix;
-    then what the node's configuration files get wrong."""
+    then each image; then what the node's configuration files get wrong."""
     lines = [f"registry-probe check on node {node}", ""]
     for report in reports:
         lines.extend(_registry_text(report))
+        lines.append("")
+    for image in images:
+        lines.extend(_image_text(image))
         lines.append("")
     if problems:
         lines.append("node configuration problems:")
@@ -134,7 +173,40 @@ def to_text(node: str, reports: list[RegistryReport], problems: Sequence[NodePro
         lines.append(f"{len(failing)} of {len(reports)} registries failing: {names}")
     else:
         lines.append(f"all {len(reports)} registries reachable")
+    if images:
+        unpullable = [i for i in images if not i.ok]
+        if unpullable:
+            names = ", ".join(i.image for i in unpullable)
+            lines.append(f"{len(unpullable)} of {len(images)} images would not pull: {names}")
+        else:
+            lines.append(f"all {len(images)} images would pull")
     return "\n".join(lines) + "\n"
+
+
+def _image_text(report: ImageReport) -> list[str]:
+    role = "sandbox image" if report.role == SANDBOX else "image"
+    resolved = f" ({report.reference})" if report.reference != report.image else ""
+    if report.ok:
+        lines = [f"OK    {role} {report.image}{resolved}: served by {report.host}"]
+        if report.digest or report.media_type:
+            lines.append(f"      digest    {report.digest or '?'}, {report.media_type or '?'}")
+    else:
+        where = f" on {report.host}" if report.host else ""
+        lines = [f"FAIL  {role} {report.image}{resolved}: {report.reason}{where}"]
+        if report.reason is not None:
+            lines.append(f"      {cause_line(report.reason)}")
+    lines.append(f"      account   {report.credentials or 'none (anonymous)'}")
+    width = max((len(c.endpoint.label) for c in report.checks), default=0)
+    for check in report.checks:
+        status = "ok" if check.ok else str(check.reason)
+        lines.append(
+            f"      {check.check:<9} {check.endpoint!s:<{width}}  {status}: {check.detail}"
+        )
+    lines.append(f"      {'verdict' if report.ok else 'why':<9} {report.detail}")
+    advice = image_advice(report)
+    if advice:
+        lines.append(f"      fix: {advice}")
+    return lines
 
 
 def _registry_text(report: RegistryReport) -> list[str]:

@@ -259,13 +259,17 @@ class Containerd:
             code, output = -9, f"killed after {e.timeout:.0f}s (ctr --timeout did not end it)"
         return Pull(ref, code, output, time.monotonic() - started)
 
-    def cri_pull(self, ref: str, *, seconds: float) -> Pull:
+    def cri_pull(self, ref: str, *, seconds: float, account: tuple[str, str] | None = None) -> Pull:
         """A CRI PullImage of REF (cripull.py), as the kubelet asks: the daemon resolves and
-        fetches, with its own environment and config."""
+        fetches, with its own environment and config; `account` is the (username, password) the
+        kubelet would pass from a pull secret."""
         assert self.cri, "start the daemon with cri=True"
         argv = [sys.executable, str(CRI_PULL), str(self.socket), ref, f"{seconds:g}"]
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        if account is not None:
+            env |= {"CRI_USERNAME": account[0], "CRI_PASSWORD": account[1]}
         started = time.monotonic()
-        done = self.view.run(argv, timeout=seconds + 15)
+        done = self.view.run(argv, timeout=seconds + 15, env=env)
         elapsed = time.monotonic() - started
         try:
             answer = json.loads(done.stdout)
@@ -308,6 +312,10 @@ _PULL_ERRORS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("tcp", r"dial tcp \S+: (?:connect: |i/o timeout)"),
         ("tls", r"x509: |tls: |TLS handshake timeout|server gave HTTP response to HTTPS client"),
         ("auth", r"failed to authorize: "),
+        # A token without pull access (ErrInvalidAuthorization), or a registry that answers the
+        # credentials (or their absence) with 401/403 to the manifest HEAD.
+        ("auth", r"pull access denied, repository does not exist or may require authorization"),
+        ("auth", r"failed with status code \[[^\]]*\]: 40[13] "),
         ("http", r"unexpected media type|failed with status code|context deadline exceeded"),
         ("not_found", r": not found$"),
     )

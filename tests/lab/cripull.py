@@ -1,6 +1,8 @@
 """A CRI image pull, as the kubelet asks for one: `ImageService/PullImage` on containerd's socket.
 
-Run as a script: `python cripull.py SOCKET REF SECONDS`. Prints one JSON object, `{"ok": true,
+Run as a script: `python cripull.py SOCKET REF SECONDS`, with `CRI_USERNAME` and `CRI_PASSWORD`
+in the environment for the credentials the kubelet would pass from a pull secret (PullImageRequest's
+`auth`: AuthConfig{username, password}). Prints one JSON object, `{"ok": true,
 "image": "sha256:..."}` or `{"ok": false, "code": "UNKNOWN", "error": "..."}` (the gRPC status and
 containerd's message). Debian has no crictl (cri-tools) for bookworm, so the request is written
 here: `runtime.v1.PullImageRequest{image: ImageSpec{image: REF}}` in protobuf's wire format
@@ -12,6 +14,7 @@ its config.toml (`config_path`) decide where it goes, not this client's.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import grpc
@@ -33,9 +36,13 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def pull_request(ref: str) -> bytes:
-    """PullImageRequest{image: ImageSpec{image: ref}}."""
-    return _field(1, _field(1, ref.encode()))
+def pull_request(ref: str, username: str | None = None, password: str | None = None) -> bytes:
+    """PullImageRequest{image: ImageSpec{image: ref}}, with auth: AuthConfig{username,
+    password} when given."""
+    request = _field(1, _field(1, ref.encode()))
+    if username is not None and password is not None:
+        request += _field(2, _field(1, username.encode()) + _field(2, password.encode()))
+    return request
 
 
 def first_string(message: bytes) -> str:
@@ -58,7 +65,10 @@ def main(argv: list[str]) -> None:
     with grpc.insecure_channel(f"unix://{socket}") as channel:
         call = channel.unary_unary(METHOD)
         try:
-            reply = call(pull_request(ref), timeout=seconds)
+            request = pull_request(
+                ref, os.environ.get("CRI_USERNAME"), os.environ.get("CRI_PASSWORD")
+            )
+            reply = call(request, timeout=seconds)
         except grpc.RpcError as e:
             print(json.dumps({"ok": False, "code": e.code().name, "error": e.details()}))
             return

@@ -474,14 +474,14 @@ class Lab:
             if service.server.startswith("docker-registry"):
                 self._start_registry(service)
 
-    def _start_registry(self, service: Service) -> LabProcess:
-        """A real docker-registry for `service` in "net" (filesystem storage, lab TLS)."""
+    def _start_registry(self, service: Service, auth: str = "") -> LabProcess:
+        """A real docker-registry for `service` in "net" (filesystem storage, lab TLS); `auth`
+        is the YAML of its `auth:` section (htpasswd, token), if any."""
         assert self.net is not None
         [(address, _)] = service.listeners  # docker-registry listens on one address
         certs = self._certs_for(service)
         storage = self.workdir / f"storage-{service.name}"
         storage.mkdir()
-        auth = ""
         if service.server == "docker-registry-silly":
             # "silly" auth answers any request without Authorization with 401 and a Bearer
             # challenge, as a registry behind a token service does (Docker Hub, Harbor).
@@ -507,15 +507,16 @@ class Lab:
             listens=[("tcp", address, service.port)],
         )
 
-    def add_registry(self, service: Service) -> LabProcess:
+    def add_registry(self, service: Service, auth: str = "") -> LabProcess:
         """Start one more docker-registry (`server="docker-registry"`) on a new lab address and
-        name, for the rest of the session; `cert` as in SERVICES ("valid", "other-ca", ...)."""
+        name, for the rest of the session; `cert` as in SERVICES ("valid", "other-ca", ...);
+        `auth` the YAML of its `auth:` section (`auth:\n  htpasswd: ...`), if any."""
         assert self.net is not None
         assert service.server.startswith("docker-registry"), service
         assert all(a.startswith("198.18.") for a in service.addresses), service
         for address in service.addresses:
             self.net.ip("addr", "add", f"{address}/32", "dev", "lo")
-        process = self._start_registry(service)
+        process = self._start_registry(service, auth)
         self.set_name(service.name, {"A": list(service.addresses)})
         return process
 
