@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import random
 import time
 from collections.abc import Callable
@@ -105,7 +106,7 @@ class Agent:
         self._troubled: dict[str, str] = {}  # registry -> what went wrong with its last probe
         self._ready = False
         self._problems: frozenset[NodeProblem] = frozenset()
-        self._taken: tuple[tuple[RegistryConfig, ...], tuple[NodeProblem, ...]] | None = None
+        self._taken: tuple[tuple[object, ...], ...] | None = None  # see _sync_registries
         self.last_tick = time.monotonic()
         self._sync_registries()
 
@@ -316,22 +317,21 @@ class Agent:
         they are gone, counted in the metrics."""
         try:
             registries, problems = self._engine.registries(), self._engine.problems()
-            # The engine hands back the same tuples until the node view or the config changes
-            # (a reload makes a new engine and checker): the scheduler wakes many times a
-            # second and compares nothing then.
-            taken = self._taken
-            if taken is not None and registries is taken[0] and problems is taken[1]:
+            images = self._checker.targets() if self._checker else ()
+            # The engine and the checker hand back the same tuples until the node view changes
+            # or a reload makes new ones: the scheduler wakes many times a second and compares
+            # nothing then.
+            taken = (registries, problems, images)
+            if self._taken is not None and all(map(operator.is_, taken, self._taken)):
                 return set(), set()
-            checker = self._checker
-            images = {f"image {t.image}": t for t in (checker.targets() if checker else ())}
         # The outermost edge: reading the node must never stop the scheduler; the last list
         # stands until it reads again.
         except Exception:
             self._engine_trouble("", "reading the node failed unexpectedly", exc_info=True)
             return set(), set()
-        self._taken = (registries, problems)
+        self._taken = taken
+        self._sync_images({f"image {t.image}": t for t in images})
         self._sync_problems(frozenset(problems))
-        self._sync_images(images)
         wanted = {r.label: r for r in registries}
         if wanted == self._registries:
             return set(), set()

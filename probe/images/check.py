@@ -113,6 +113,7 @@ class ImageChecker:
         self.explicit_platform = platform is not None
         self.platform = platform or node_platform(host_platform.machine())
         self.sandbox = engine.config.sandbox_image if sandbox is None else sandbox
+        self._targets: tuple[int, tuple[ImageTarget, ...]] | None = None  # per view generation
 
     @classmethod
     def for_engine(cls, engine: object) -> ImageChecker | None:
@@ -124,11 +125,13 @@ class ImageChecker:
     ) -> tuple[ImageTarget, ...]:
         """The images to check: `extra` (the command line's), the config's `images:`, then the
         node's sandbox image unless `sandbox_image: false`; each reference once (the sandbox's
-        role wins)."""
+        role wins). Without `extra`, the same tuple until the node view changes."""
+        view = view or self.engine.node()
+        if not extra and self._targets is not None and self._targets[0] == view.generation:
+            return self._targets[1]
         found: dict[str, ImageTarget] = {}
         wanted = [*extra, *(ImageTarget(i) for i in self.engine.config.images)]
         if self.sandbox:
-            view = view or self.engine.node()
             sandbox = view.registries.sandbox_image
             if sandbox:
                 wanted.append(ImageTarget(sandbox, SANDBOX, view.registries.sandbox_source))
@@ -142,7 +145,10 @@ class ImageChecker:
                 found[key] = (
                     target if known is None else ImageTarget(known.image, SANDBOX, target.source)
                 )
-        return tuple(found.values())
+        targets = tuple(found.values())
+        if not extra:
+            self._targets = (view.generation, targets)
+        return targets
 
     def registry_for(self, reference: ImageReference) -> RegistryConfig:
         """The config's entry for the image's registry, or one made for it."""
