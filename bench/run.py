@@ -82,6 +82,7 @@ class Measurement:
     interval: float
     window_seconds: float
     cpu_seconds: float
+    cpu_system_seconds: float  # the part of cpu_seconds in the kernel (stime)
     probes: int  # GET /v2/ that reached the registry in the window
     expected_probes: float  # registries * window / interval
     per_host_min: int
@@ -105,21 +106,31 @@ class Measurement:
         return 1000 * self.cpu_seconds / self.probes if self.probes else float("nan")
 
     @property
+    def cpu_system_ms_per_probe(self) -> float:
+        return 1000 * self.cpu_system_seconds / self.probes if self.probes else float("nan")
+
+    @property
     def on_schedule(self) -> bool:
         return self.hosts_probed == self.registries and self.late_gaps == 0
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self) | {
             "cpu_ms_per_probe": self.cpu_ms_per_probe,
+            "cpu_system_ms_per_probe": self.cpu_system_ms_per_probe,
             "on_schedule": self.on_schedule,
         }
 
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the process (every thread, no children), in seconds."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the process (every thread, no children), in seconds."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def status_kib(pid: int, key: str) -> int:
@@ -166,6 +177,7 @@ class Window:
     t0: float
     t1: float
     cpu: float  # the prober's CPU seconds
+    cpu_system: float  # of which in the kernel
     lab_cores: float
     other_cores: float
 
@@ -326,12 +338,13 @@ class Bench:
         lab_pids += [self._driver_pid] if self._driver_pid is not None else []
         self.host_processes = sum(1 for entry in os.listdir("/proc") if entry.isdigit())
         t0, busy0 = time.time(), machine_busy_seconds()
-        cpu0, lab0 = cpu_seconds(pid), sum(map(cpu_seconds, lab_pids))
+        (user0, sys0), lab0 = cpu_split(pid), sum(map(cpu_seconds, lab_pids))
         time.sleep(self.args.seconds)
-        cpu1, lab1 = cpu_seconds(pid), sum(map(cpu_seconds, lab_pids))
+        (user1, sys1), lab1 = cpu_split(pid), sum(map(cpu_seconds, lab_pids))
         busy1, t1 = machine_busy_seconds(), time.time()
-        cpu, lab = cpu1 - cpu0, lab1 - lab0
-        return Window(t0, t1, cpu, lab / (t1 - t0), (busy1 - busy0 - cpu - lab) / (t1 - t0))
+        system, lab = sys1 - sys0, lab1 - lab0
+        cpu = user1 - user0 + system
+        return Window(t0, t1, cpu, system, lab / (t1 - t0), (busy1 - busy0 - cpu - lab) / (t1 - t0))
 
     def _agent_argv(self, names: list[str], stem: str) -> list[str]:
         """`python -m probe run` on `names`, with a config file written for them."""
@@ -412,6 +425,7 @@ class Bench:
             self.args.interval,
             window.t1 - window.t0,
             window.cpu,
+            window.cpu_system,
             expected_probes=len(names) * (window.t1 - window.t0) / self.args.interval,
             peak_rss_kib=hwm,
             scrape_ms=1000 * statistics.median(timed["seconds"]),
@@ -475,6 +489,7 @@ class Bench:
             self.args.interval,
             window.t1 - window.t0,
             window.cpu,
+            window.cpu_system,
             expected_probes=len(names) * (window.t1 - window.t0) / self.args.interval,
             peak_rss_kib=hwm,
             scrape_ms=1000 * statistics.median(timed["seconds"]),
@@ -565,8 +580,8 @@ def _driver_summary(per_url: list[dict[str, Any]]) -> dict[str, Any]:
 # ----- reporting --------------------------------------------------------------------------------
 
 HEADER = (
-    "registries", "prober", "probes", "expected", "cpu ms/probe", "peak RSS MB", "scrape ms (min)",
-    "series/reg", "ok %", "lab", "others", "every interval",
+    "registries", "prober", "probes", "expected", "cpu ms/probe (sys)", "peak RSS MB",
+    "scrape ms (min)", "series/reg", "ok %", "lab", "others", "every interval",
 )  # fmt: skip
 
 
@@ -581,7 +596,7 @@ def table_rows(pairs: list[tuple[Measurement, Measurement]]) -> list[list[str]]:
                     m.prober,
                     str(m.probes),
                     f"{m.expected_probes:.0f}",
-                    f"{m.cpu_ms_per_probe:.2f}",
+                    f"{m.cpu_ms_per_probe:.2f} ({m.cpu_system_ms_per_probe:.2f})",
                     f"{m.peak_rss_kib / 1024:.1f}",
                     f"{m.scrape_ms:.1f} ({m.scrape_ms_min:.1f})"
                     + ("*" if m.prober == "blackbox" else ""),
@@ -651,7 +666,9 @@ def print_spread(pairs: list[tuple[Measurement, Measurement]]) -> None:
         print(f"\n{n} registries, {len(runs)} runs (min / median / max):")
         for label, values in (
             ("agent cpu ms/probe", [a.cpu_ms_per_probe for a, _ in runs]),
+            ("agent of which kernel ms", [a.cpu_system_ms_per_probe for a, _ in runs]),
             ("blackbox cpu ms/probe", [b.cpu_ms_per_probe for _, b in runs]),
+            ("blackbox of which kernel ms", [b.cpu_system_ms_per_probe for _, b in runs]),
             ("cpu ratio", [ratios(a, b)["cpu_per_probe"] for a, b in runs]),
             ("agent peak RSS MB", [a.peak_rss_kib / 1024 for a, _ in runs]),
             ("blackbox peak RSS MB", [b.peak_rss_kib / 1024 for _, b in runs]),

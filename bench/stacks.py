@@ -8,9 +8,11 @@ Each line of the file is `frame;frame;...;leaf COUNT`, a frame `function (file)`
 anywhere in the stack, each stack counted once per function (what it and its callees cost),
 listed for the project's own functions (probe/). py-spy samples only threads it finds running,
 so the percentages are of the process's CPU, but for one blind spot: on a busy machine the event
-loop, woken from epoll and waiting for a CPU, is runnable in `select`. Those samples (leaf
-`select (selectors.py)`: the wait for I/O, no work) are left out and counted apart, unless
-`--keep-idle`.
+loop, woken from epoll and waiting for a CPU, is runnable in `select`, and py-spy does not
+always see an idle thread of asyncio's default executor (there since the agent resolved its
+listen address) as idle. Those samples (leaf `select (selectors.py)`: the wait for I/O; leaf
+`_worker (concurrent/futures/thread.py)`: a worker waiting for a job, which would otherwise be
+the job's function) are left out and counted apart, unless `--keep-idle`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _LINENO = re.compile(r":\d+\)$")
-_IDLE_LEAF = re.compile(r"^\w*\.?select \(selectors\.py\)$")
+_IDLE_LEAF = re.compile(
+    r"^(\w*\.?select \(selectors\.py\)|_worker \(concurrent/futures/thread\.py\))$"
+)
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class Profile:
     own: Counter[str]
     cumulative: Counter[str]
     stacks: list[tuple[tuple[str, ...], int]]
-    idle: int = 0  # samples left out: the event loop waiting in select()
+    idle: int = 0  # samples left out: select() and idle executor threads
 
 
 def frame_name(frame: str) -> str:
@@ -92,7 +96,11 @@ def print_top(profile: Profile, top: int, focus: tuple[str, ...] = ()) -> None:
     for frame, count in profile.own.items():
         by_file[frame_file(frame)] += count
     project = Counter({f: c for f, c in profile.cumulative.items() if "(probe/" in f})
-    left_out = f"; {profile.idle} more waiting in select() left out" if profile.idle else ""
+    left_out = (
+        f"; {profile.idle} more waiting in select() or idle worker threads left out"
+        if profile.idle
+        else ""
+    )
     print(f"{profile.total} samples (only while running on a CPU{left_out})")
     for title, counter in (
         ("own time, by function", profile.own),
