@@ -43,7 +43,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchlab import BENCH_DIR, REPO_ROOT, BenchLab, LabProcess, Namespace, registry_names
+from benchlab import (
+    BENCH_DIR,
+    DNS_ADDRESS,
+    REPO_ROOT,
+    BenchLab,
+    LabProcess,
+    Namespace,
+    registry_names,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 AGENT_PORT = 9741
@@ -64,8 +72,8 @@ PROFILE_FOCUS = (
     "Engine._probe_address",
     "render (probe/metrics",
 )
-# Whose GET /v2/ a log line is: the two probers' User-Agent prefixes.
-USER_AGENTS = {"agent": "registry-probe/", "blackbox": "Blackbox Exporter/"}
+# Whose GET /v2/ a log line is: the probers' User-Agent prefixes (floor: bench/floor.py).
+USER_AGENTS = {"agent": "registry-probe/", "blackbox": "Blackbox Exporter/", "floor": "floor/"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _RFC3339 = re.compile(r"(\S+?T[\d:]+)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 
@@ -353,6 +361,10 @@ class Bench:
             f"interval: {self.args.interval}s\n"
             f"timeout: {self.timeout:g}s\n"
             "discover: false\n"
+            # The work of blackbox_exporter's probes and nothing else: the node's sandbox image
+            # (containerd's default, registry.k8s.io/pause, which the lab cannot resolve) is
+            # not checked.
+            "sandbox_image: false\n"
             "registries:\n" + "".join(f"  - host: {name}\n" for name in names),
             encoding="utf-8",
         )
@@ -500,6 +512,54 @@ class Bench:
             other_cores=window.other_cores,
             host_processes=self.host_processes,
             driver=scrapes,
+            **asdict(sched),
+        )
+
+    def floor(self, names: list[str]) -> Measurement:
+        """bench/floor.py on `names`: the network work alone, in CPython (see its docstring)."""
+        argv = [
+            sys.executable, str(BENCH_DIR / "floor.py"), "--dns", DNS_ADDRESS,
+            "--ca", str(self.lab.ca_file), "--interval", str(self.args.interval), *names,
+        ]  # fmt: skip
+        log_offset = self.lab.registry_log.stat().st_size
+        process = self.node.spawn("floor", argv, self.workdir / "floor.log", listens=[])
+        try:
+            window = self.measure_window(process.popen.pid)
+            hwm = status_kib(process.popen.pid, "VmHWM")
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"bench/floor.py exited:\n{process.log_text()}")
+        finally:
+            process.stop()
+            self.node.processes.remove(process)
+        # floor.py counts its probes and failures over its whole run, on SIGTERM.
+        counted = re.search(r"probes (\d+) failures (\d+)", process.log_text())
+        if counted is None:
+            raise RuntimeError(f"bench/floor.py did not count its probes:\n{process.log_text()}")
+        done, failed = int(counted[1]), int(counted[2])
+        sched = schedule(
+            landed(self.lab.registry_log, log_offset, USER_AGENTS["floor"]),
+            names,
+            window.t0,
+            window.t1,
+            self.args.interval,
+        )
+        expected = len(names) * (window.t1 - window.t0) / self.args.interval
+        return Measurement(
+            "floor",
+            len(names),
+            self.args.interval,
+            window.t1 - window.t0,
+            window.cpu,
+            window.cpu_system,
+            expected_probes=expected,
+            peak_rss_kib=hwm,
+            scrape_ms=float("nan"),
+            scrape_ms_min=float("nan"),
+            series_per_registry=0.0,
+            healthy=done / (done + failed) if done + failed else 0.0,
+            lab_cores=window.lab_cores,
+            other_cores=window.other_cores,
+            host_processes=self.host_processes,
             **asdict(sched),
         )
 
@@ -687,6 +747,24 @@ def print_spread(pairs: list[tuple[Measurement, Measurement]]) -> None:
 # ----- the command ------------------------------------------------------------------------------
 
 
+def print_floors(pairs: list[tuple[Measurement, Measurement]], floors: list[Measurement]) -> None:
+    """bench/floor.py beside the pair it ran after: what of the agent's CPU is its own logic."""
+    print(
+        "\nfloor: the same network work in CPython alone (bench/floor.py), after each pair:\n"
+        "registries  floor ms/probe (sys)  probes/expected  floor/blackbox  agent/floor  "
+        "agent - floor ms"
+    )
+    for (agent, blackbox), floor in zip(pairs, floors, strict=True):
+        print(
+            f"{floor.registries:>10}  {floor.cpu_ms_per_probe:>9.2f}"
+            f" ({floor.cpu_system_ms_per_probe:.2f})"
+            f"  {floor.probes:>7}/{floor.expected_probes:<7.0f}"
+            f"  {floor.cpu_ms_per_probe / blackbox.cpu_ms_per_probe:>13.2f}x"
+            f"  {agent.cpu_ms_per_probe / floor.cpu_ms_per_probe:>10.2f}x"
+            f"  {agent.cpu_ms_per_probe - floor.cpu_ms_per_probe:>16.2f}"
+        )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="registry-probe agent vs prometheus-blackbox-exporter, side by side"
@@ -746,6 +824,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a function whose share of the profile to print (repeatable; default: issue 9's)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run bench/floor.py (the network work alone, in CPython) after each pair",
+    )
     args = parser.parse_args(argv)
     if args.warmup is None:
         args.warmup = 2 * args.interval
@@ -772,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix=f"rp{os.getpid()}-bench-"))
     names = registry_names(max([*args.registries, args.profile_registries if args.profile else 1]))
     pairs: list[tuple[Measurement, Measurement]] = []
+    floors: list[Measurement] = []
     profile_out: Path | None = None
     try:
         with BenchLab.started(workdir, names) as lab:
@@ -787,6 +871,8 @@ def main(argv: list[str] | None = None) -> int:
                         blackbox = bench.blackbox(subset)
                         agent = bench.agent(subset)
                     pairs.append((agent, blackbox))
+                    if args.floor:
+                        floors.append(bench.floor(subset))
                     print(
                         f"# {n} registries, run {run + 1}: agent {agent.cpu_ms_per_probe:.2f} ms/"
                         f"probe, blackbox {blackbox.cpu_ms_per_probe:.2f} ms/probe",
@@ -813,6 +899,8 @@ def main(argv: list[str] | None = None) -> int:
     if pairs:
         print_table(pairs)
         print_spread(pairs)
+    if floors:
+        print_floors(pairs, floors)
     if profile_out is not None:
         from stacks import print_top, read_collapsed
 
@@ -836,6 +924,7 @@ def main(argv: list[str] | None = None) -> int:
                         }
                         for a, b in pairs
                     ],
+                    "floors": [f.as_json() for f in floors],
                 },
                 indent=1,
             )

@@ -54,19 +54,25 @@ def test_collapsed_stacks_give_own_and_cumulative_shares(tmp_path: Path) -> None
         "main (probe/cli.py:2);render (probe/metrics.py:3) 1\n"
         "main (probe/cli.py:2);_run_once (asyncio/base_events.py:9);"
         "EpollSelector.select (selectors.py:468) 5\n"
+        "_bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:83) 7\n"
+        "_bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:83);"
+        "getaddrinfo (socket.py:9) 2\n"
     )
     profile = stacks.read_collapsed(path)
-    assert (profile.total, profile.idle) == (10, 5)
-    assert stacks.read_collapsed(path, keep_idle=True).total == 15
+    # select() and a worker thread waiting for a job are idle; the job a worker runs is not.
+    assert (profile.total, profile.idle) == (12, 12)
+    assert stacks.read_collapsed(path, keep_idle=True).total == 24
     assert profile.own["stat (pathlib.py)"] == 6
     assert profile.cumulative["probe (probe/engine.py)"] == 9  # recursion counted once
-    assert stacks.under(profile, "probe") == pytest.approx(0.9)
-    assert stacks.under(profile, "render") == pytest.approx(0.1)
+    assert profile.own["getaddrinfo (socket.py)"] == 2
+    assert stacks.under(profile, "probe") == pytest.approx(9 / 12)
+    assert stacks.under(profile, "render") == pytest.approx(1 / 12)
 
 
 @pytest.mark.lab
 def test_a_short_run_measures_both_probers(tmp_path: Path) -> None:
-    """2 registries for 3 s: both probers' probes land, figures and ratios are sane, lab removed."""
+    """2 registries for 3 s: both probers' probes land (and the floor's), figures and ratios are
+    sane, lab removed."""
     reason = missing_requirements()
     if reason is None and shutil.which(bench_run.BLACKBOX) is None:
         reason = "prometheus-blackbox-exporter is not installed"
@@ -75,7 +81,7 @@ def test_a_short_run_measures_both_probers(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     argv = [
         sys.executable, str(BENCH / "run.py"), "--registries", "2", "--interval", "1",
-        "--seconds", "3", "--warmup", "1", "--node-processes", "20", "--json", str(out),
+        "--seconds", "3", "--warmup", "1", "--node-processes", "20", "--floor", "--json", str(out),
     ]  # fmt: skip
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as bench:
         try:
@@ -83,21 +89,24 @@ def test_a_short_run_measures_both_probers(tmp_path: Path) -> None:
         finally:
             bench.kill()
     assert bench.returncode == 0, stdout + stderr
-    assert "cpu ms/probe" in stdout and "ratio" in stdout, stdout
+    assert "cpu ms/probe" in stdout and "ratio" in stdout and "floor/blackbox" in stdout, stdout
     namespaces = subprocess.run(
         ["ip", "netns", "list"], capture_output=True, text=True, check=True
     ).stdout
     assert f"rp{bench.pid}-" not in namespaces, "the bench left its namespaces behind"
     assert not list(Path("/tmp").glob(f"rp{bench.pid}-bench-*")), "work directory left behind"
-    (run,) = json.loads(out.read_text())["runs"]
-    for prober in ("agent", "blackbox"):
-        m = run[prober]
+    figures = json.loads(out.read_text())
+    (run,) = figures["runs"]
+    (floor,) = figures["floors"]
+    for m in (run["agent"], run["blackbox"], floor):
         # 2 registries every second for 3 s: 6 probes expected; allow an edge effect.
         assert 4 <= m["probes"] <= 8, m
         assert m["hosts_probed"] == 2, m
         assert m["healthy"] == 1, m
         assert 0 < m["cpu_ms_per_probe"] < 1000, m
+        assert 0 <= m["cpu_system_ms_per_probe"] <= m["cpu_ms_per_probe"], m
         assert 1024 < m["peak_rss_kib"] < 1024 * 1024, m
+    for m in (run["agent"], run["blackbox"]):
         assert m["series_per_registry"] > 0 and m["scrape_ms"] > 0, m
     assert run["agent"]["driver"]["scrapes"] >= 2, run["agent"]["driver"]
     assert set(run["ratios"]) == {"cpu_per_probe", "peak_rss", "series"}
