@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +129,10 @@ INVALID: dict[str, list[str]] = {
     "invalid-duplicate-key.yaml": [
         "invalid-duplicate-key.yaml:3: interval: set twice, first at line 1"
         " (expected each key once)",
+    ],
+    "invalid-merge-key-bomb.yaml": [
+        "invalid-merge-key-bomb.yaml:13: dockerhub.<<: aliases and merge keys repeat more than"
+        " 100000 entries (expected a configuration, not a merge-key bomb)",
     ],
     "invalid-not-a-mapping.yaml": [
         "invalid-not-a-mapping.yaml:1: got a list (expected a mapping of settings:"
@@ -556,6 +561,60 @@ def test_alias_bomb_is_cheap(tmp_path: Path) -> None:
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
     path = write(tmp_path, "\n".join(lines) + "\n")
     assert len(problems_of(path)) == 10
+
+
+def bomb_levels(levels: int, fanout: int = 9) -> list[str]:
+    """Anchors a0..a<levels>, each merging the one before `fanout` times."""
+    lines = ["a0: &a0 {ratelimit_interval: 5m}"]
+    for i in range(1, levels + 1):
+        sources = ", ".join([f"*a{i - 1}"] * fanout)
+        lines.append(f"a{i}: &a{i} {{<<: [{sources}]}}")
+    return lines
+
+
+@pytest.mark.usefixtures("in_data")
+def test_merge_key_bomb_is_refused_at_once() -> None:
+    """A 700-byte merge-key bomb (9^8 mappings) is refused, naming its merge, within a second."""
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_config("invalid-merge-key-bomb.yaml")
+    assert time.monotonic() - started < 1.0
+    assert caught.value.problems == INVALID["invalid-merge-key-bomb.yaml"]
+
+
+def test_merge_key_bomb_at_the_top_level(tmp_path: Path) -> None:
+    """A bomb merged into the top level is refused at that `<<`, before its other problems."""
+    path = write(tmp_path, "\n".join([*bomb_levels(7), "<<: *a7", ""]))
+    started = time.monotonic()
+    assert problems_of(path) == [
+        f"{path}:9: <<: aliases and merge keys repeat more than 100000 entries"
+        " (expected a configuration, not a merge-key bomb)"
+    ]
+    assert time.monotonic() - started < 1.0
+
+
+def test_repeated_alias_of_a_large_mapping_is_refused(tmp_path: Path) -> None:
+    """A list repeating one big mapping by alias is refused at that mapping, not walked whole."""
+    keys = ", ".join(f"k{i}: x" for i in range(500))
+    items = ", ".join(["*big"] * 1000)
+    path = write(tmp_path, f"x: &big {{{keys}}}\nregistries: [{items}]\n")
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:1: registries[")
+    assert problem.endswith(
+        ": aliases and merge keys repeat more than 100000 entries"
+        " (expected a configuration, not a merge-key bomb)"
+    )
+
+
+def test_defaults_merged_into_many_registries_load(tmp_path: Path) -> None:
+    """`<<: *defaults` in 2,000 registries is ordinary reuse, not a bomb: it loads."""
+    lines = ["registries:", "  - &defaults", "    host: r0.example.com"]
+    lines += ["    blob_hosts: [b.example.com]"]
+    for i in range(1, 2000):
+        lines += ["  - <<: *defaults", f"    host: r{i}.example.com"]
+    registries = load_config(write(tmp_path, "\n".join(lines) + "\n")).registries
+    assert len(registries) == 2000
+    assert registries[-1].blob_hosts == (HostPort("b.example.com"),)
 
 
 # --- secrets -----------------------------------------------------------------------------------

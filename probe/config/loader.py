@@ -8,6 +8,13 @@ fixing a ConfigMap should see the whole list at once, each as `PATH:LINE: KEY.PA
 (what is expected)`. Relative file paths in the file (`ca_file`, `credentials_file`, `host_root`)
 are taken relative to the file's own directory, as Prometheus does for the files its config names.
 
+Anchors, aliases and merge keys (`<<: *defaults`) are read as YAML defines them, but an alias
+does not copy anything in the node tree: a mapping merged nine times, each merging the one before
+nine times, is 9^8 mappings for a walker in a 700-byte file (a "merge-key bomb", YAML's billion
+laughs). So the walk counts the entries it reads again through an alias or a merge, and a file
+whose repetition passes `MAX_REPEATED_ENTRIES` is refused at once, at the line of the merge or
+alias that took it there, before the walk costs more than a fraction of a second.
+
 Exceptions: ConfigError (a file that cannot be used, with `problems`); ValueError from
 parse_registry_arg (a bad `--registry`). Nothing else escapes, whatever the input.
 """
@@ -57,6 +64,10 @@ DOCKERHUB_KEYS = ("ratelimit_interval", "credentials_file")
 IMAGE_FORMS = "nginx:1.27 or registry.example.com:5000/team/app@sha256:..."
 _FILE_FORMS = "a readable file on the agent's own filesystem, not under host_root"
 _MAX_CONFIG_BYTES = 1 << 20  # a ConfigMap holds at most 1 MiB; more is not a config file
+# Entries (mapping keys and list items) read a second time or more through an alias or a merge
+# key. A config that gives 2,000 registries `<<: *defaults` of 5 keys reads 10,000 again; a
+# merge-key bomb passes this within a tenth of a second of walking.
+MAX_REPEATED_ENTRIES = 100_000
 
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -93,7 +104,17 @@ def load_config(path: str) -> Config:
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _NULL):
         return Config()
     reader = _Reader(path)
-    config = reader.config(root)
+    try:
+        config = reader.config(root)
+    except _TooRepetitive as bomb:
+        # The walk stopped half-way: what it found so far is not the whole story, only this is.
+        line = bomb.node.start_mark.line + 1
+        raise ConfigError(
+            [
+                f"{path}:{line}: {bomb.key}: aliases and merge keys repeat more than "
+                f"{MAX_REPEATED_ENTRIES} entries (expected a configuration, not a merge-key bomb)"
+            ]
+        ) from None
     if reader.problems or config is None:
         raise ConfigError(reader.sorted_problems())
     return config
@@ -192,13 +213,41 @@ def _text(node: yaml.Node) -> str | None:
     return None
 
 
+class _TooRepetitive(Exception):
+    """The walk read more than MAX_REPEATED_ENTRIES entries again through aliases and merges."""
+
+    def __init__(self, node: yaml.Node, key: str) -> None:
+        super().__init__(key)
+        self.node = node
+        self.key = key
+
+
 class _Reader:
-    """Walks the node tree once, building values and collecting problems with their lines."""
+    """Walks the node tree once, building values and collecting problems with their lines.
+
+    A node reached again through an alias or a merge is walked again (its key path differs);
+    those repeated entries are counted, and past MAX_REPEATED_ENTRIES the walk stops with
+    _TooRepetitive naming the outermost merge or alias that led there.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.base = os.path.dirname(path)
         self.problems: list[tuple[int, str]] = []
+        self._walked: set[int] = set()  # ids of the mappings and lists walked so far
+        self._repeated = 0
+        # What a walk that repeats too much is blamed on: a merge key or a repeated node.
+        self._culprit: tuple[yaml.Node, str] | None = None
+
+    def _walk(self, node: yaml.MappingNode | yaml.SequenceNode, key: str) -> None:
+        """Count `node`'s entries when it is walked again; stop a walk that repeats too much."""
+        if id(node) not in self._walked:
+            self._walked.add(id(node))
+            return
+        self._repeated += len(node.value)
+        if self._repeated > MAX_REPEATED_ENTRIES:
+            culprit, where = self._culprit or (node, key)
+            raise _TooRepetitive(culprit, where or "(top level)")
 
     def problem(self, node: yaml.Node, key: str, message: str) -> None:
         line = node.start_mark.line + 1
@@ -218,7 +267,14 @@ class _Reader:
             self.problem(node, key, f"{_got(node)} (expected {expected})")
             return None
         values: dict[str, yaml.Node] = {}
-        for name, (key_node, value) in self._entries(node, key, frozenset()).items():
+        # Blamed when the walk repeats too much: this mapping when an alias repeats it whole,
+        # else the first merge key in it (set by _entries).
+        self._culprit = (node, key or "(top level)") if id(node) in self._walked else None
+        try:
+            entries = self._entries(node, key, frozenset())
+        finally:
+            self._culprit = None
+        for name, (key_node, value) in entries.items():
             if name in allowed:
                 values[name] = value
                 continue
@@ -234,11 +290,18 @@ class _Reader:
     ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         own: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         merged: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        self._walk(node, key)
         merging = merging | {id(node)}
         for key_node, value in node.value:
             if key_node.tag == _MERGE:
+                if self._culprit is None:
+                    self._culprit = (key_node, f"{key}.<<" if key else "<<")
                 # YAML's merge key (`<<: *defaults`): keys written here win, then earlier sources.
-                sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+                if isinstance(value, yaml.SequenceNode):
+                    self._walk(value, key)
+                    sources = list(value.value)
+                else:
+                    sources = [value]
                 for source in sources:
                     if not isinstance(source, yaml.MappingNode):
                         merge_key = f"{key}.<<" if key else "<<"
@@ -269,6 +332,7 @@ class _Reader:
         if not isinstance(node, yaml.SequenceNode):
             self.problem(node, key, f"{_got(node)} (expected {expected})")
             return None
+        self._walk(node, key)
         return list(node.value)
 
     # -- scalars ------------------------------------------------------------------------------
