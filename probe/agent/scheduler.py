@@ -12,7 +12,8 @@ hosts.toml is probed within an interval, no SIGHUP needed). Each keeps its own s
 the images the image checker names (the config's `images:` and the node's sandbox image), which
 are scheduled beside the registries, under keys of their own (`image <reference>`).
 
-SIGHUP reloads the config; a bad new config is logged and the old one kept, with
+SIGHUP reloads the config, read in a thread so that a large file never stalls the server or the
+probes; a bad new config is logged and the old one kept, with
 `registry_probe_config_last_reload_success` 0. A reload never cancels a probe in flight (a slow
 registry is not starved by a storm of SIGHUPs), and reloads are coalesced: at most one per
 `RELOAD_MIN_SECONDS`. A new or changed registry is probed at once; the others keep their
@@ -155,7 +156,7 @@ class Agent:
                     ):
                         self._reload_requested = False
                         self._last_reload = self.last_tick
-                        self._reload()
+                        await self._reload()
                     self._sync_registries()
                     self._start_due(probes, semaphore, once)
                     if once and self._ready and not self._inflight:
@@ -391,10 +392,12 @@ class Agent:
         self._problems = problems
         self.collector.node_problems = tuple(problems)
 
-    def _reload(self) -> None:
+    async def _reload(self) -> None:
         old_config = self._engine.config
         try:
-            config = self._build_config()
+            # In a thread: a 1 MiB file takes PyYAML seconds to parse, and the server and the
+            # probes in flight go on meanwhile (the scheduler alone waits for it).
+            config = await asyncio.to_thread(self._build_config)
             engine = self._engine.reconfigured(config)
         except ConfigError as error:
             self.collector.config_reload_success = False
