@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from probe.redact import MASK, redact_url
 from probe.result import RegistryReport
+from probe.views.retention import EndpointRetention
 
 LOGGER_NAME = "probe"
 
@@ -137,11 +138,19 @@ class CheckStates:
     """The last known reason of every check (None when passing), to find state changes.
 
     A check seen for the first time passing is not a change; seen first failing, it is. A check
-    missing from a report (skipped because an earlier one failed) keeps its state.
+    missing from a report (skipped because an earlier one failed) keeps its state, as long as
+    `retention` remembers its endpoint: the states of an endpoint the registry stopped naming
+    (a token realm host it rotates) are forgotten with it, without a line, so the states stay
+    as few as the endpoints the registry names now.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, retention: EndpointRetention | None = None) -> None:
         self._reasons: dict[tuple[str, str, str], str | None] = {}
+        self._retention = retention if retention is not None else EndpointRetention()
+
+    def __len__(self) -> int:
+        """How many checks have a known state."""
+        return len(self._reasons)
 
     def update(self, report: RegistryReport) -> list[StateChange]:
         changes: list[StateChange] = []
@@ -153,12 +162,20 @@ class CheckStates:
             if reason == previous:
                 continue
             changes.append(StateChange(*key, reason, previous, result.detail))
+        forgotten = self._retention.observe(report)
+        if forgotten:
+            self._reasons = {
+                key: reason
+                for key, reason in self._reasons.items()
+                if key[0] != report.registry or key[1] not in forgotten
+            }
         return changes
 
     def retain(self, registries: Iterable[str]) -> None:
         """Forget the registries that left the config."""
         keep = frozenset(registries)
         self._reasons = {k: v for k, v in self._reasons.items() if k[0] in keep}
+        self._retention.retain(keep)
 
 
 def log_changes(logger: logging.Logger, changes: Iterable[StateChange]) -> None:

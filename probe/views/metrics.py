@@ -7,7 +7,9 @@ scrape never waits on a probe (it only reads what the last probes left behind).
 
 Labels come only from SPEC's bounded set (registry, endpoint, check, reason, phase, runtime,
 route, state, auth, plus `source` on the rate-limit info metric and `version` on build_info):
-no IP per request, no error text, no username.
+no IP per request, no error text, no username. The one thing kept across reports, the
+`failures_total` counters, is kept per endpoint only while probe.views.retention remembers the
+endpoint: a registry that names a new token realm host on every probe cannot grow the series.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from probe.images.result import ImageReport
 from probe.node.problems import NodeProblem
 from probe.reasons import PHASES, CheckKind
 from probe.result import CheckResult, RegistryReport
+from probe.views.retention import EndpointRetention
 
 PREFIX = "registry_probe_"
 
@@ -269,13 +272,19 @@ class ProbeCollector(Collector):
     All methods run on the agent's event loop thread; `collect()` also runs on it (the HTTP
     server renders there), so no lock is needed. `collect()` reads the current dicts and never
     awaits, so a scrape sees one consistent state.
+
+    The failure counters of an endpoint go when `retention` forgets it (gone from the
+    registry's recent reports, or one absent endpoint too many).
     """
 
-    def __init__(self, version: str = __version__) -> None:
+    def __init__(
+        self, version: str = __version__, retention: EndpointRetention | None = None
+    ) -> None:
         self._version = version
         self._reports: dict[str, RegistryReport] = {}
         self._failures: dict[FailureKey, int] = {}
         self._configured: frozenset[str] = frozenset()
+        self._retention = retention if retention is not None else EndpointRetention()
         self.config_reload_success = True
         self.node_problems: tuple[NodeProblem, ...] = ()  # set by the agent when they change
         self._images: dict[str, ImageReport] = {}
@@ -286,9 +295,11 @@ class ProbeCollector(Collector):
         self._configured = frozenset(registries)
         self._reports = {r: rep for r, rep in self._reports.items() if r in self._configured}
         self._failures = {k: n for k, n in self._failures.items() if k[0] in self._configured}
+        self._retention.retain(self._configured)
 
     def record(self, report: RegistryReport) -> None:
-        """Keep the report as the registry's latest and count its failed checks."""
+        """Keep the report as the registry's latest, count its failed checks, and drop the
+        counters of the endpoints the registry no longer names."""
         if report.registry not in self._configured:
             return  # a probe that finished after its registry left the config
         self._reports[report.registry] = report
@@ -301,6 +312,13 @@ class ProbeCollector(Collector):
                     str(result.reason),
                 )
                 self._failures[key] = self._failures.get(key, 0) + 1
+        forgotten = self._retention.observe(report)
+        if forgotten:
+            self._failures = {
+                key: count
+                for key, count in self._failures.items()
+                if key[0] != report.registry or key[1] not in forgotten
+            }
 
     def reports(self) -> Mapping[str, RegistryReport]:
         return dict(self._reports)
