@@ -78,6 +78,7 @@ LAB_DNS = {
 LAB_CONN = {
     "registry.lab.test": "http:200:registry",
     "authreg.lab.test": "http:401:registry",
+    "realm-rotating.lab.test": "http:401:registry",
     "token.lab.test": "http:401:registry",
     "auth.lab.test": "http:200:registry",
     "private.lab.test": "cert:self-signed certificate in certificate chain",

@@ -24,6 +24,10 @@ Personalities (what a client sees after TCP connects; the probe's reason after t
   then holds the connection open → proxy_denied, at once (not after the deadline).
 - `proxy-endless-headers`: a "proxy" that answers CONNECT `200 Connection established`, then
   header lines without end → proxy_denied (a 200 whose head never ends opens no tunnel).
+- `realm-rotating`: TLS, a registry's 401 whose Bearer realm names a new host on every request
+  (`https://r1.realm.lab.test/token`, `r2`, ...; none resolves) → ok for the registry, and each
+  probe finds a token realm endpoint it never saw before, failing dns_nxdomain: a registry that
+  would grow the agent's series without end if it remembered every endpoint.
 
 Every connection is bounded (30 s), so a client that never closes cannot keep the server busy.
 """
@@ -105,6 +109,23 @@ async def endless_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWr
         await writer.drain()
 
 
+def rotating_realm() -> Handler:
+    served = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        await read_request(reader)
+        served += 1
+        challenge = (
+            f'Bearer realm="https://r{served}.realm.lab.test/token",service="rotating.lab.test"'
+        )
+        headers = [JSON, API_VERSION, ("WWW-Authenticate", challenge)]
+        writer.write(response("401 Unauthorized", headers, UNAUTHORIZED))
+        await writer.drain()
+
+    return handle
+
+
 JSON = ("Content-Type", "application/json; charset=utf-8")
 PERSONALITIES: dict[str, tuple[bool, Handler]] = {
     # name: (speaks TLS, handler after the handshake)
@@ -130,6 +151,7 @@ PERSONALITIES: dict[str, tuple[bool, Handler]] = {
     ),
     "proxy-garbage": (False, garbage_connect),
     "proxy-endless-headers": (False, endless_headers),
+    "realm-rotating": (True, rotating_realm()),
 }
 
 

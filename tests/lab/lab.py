@@ -150,6 +150,8 @@ SERVICES: tuple[Service, ...] = (
     # "Proxies" with a broken answer to CONNECT (plain TCP, port 3128).
     Service("garbage-proxy.lab.test", ("198.18.1.37",), "proxy-garbage", "none", port=3128),
     Service("endless-proxy.lab.test", ("198.18.1.38",), "proxy-endless-headers", "none", port=3128),
+    # A registry whose 401 names a new token realm host on every request (none resolves).
+    Service("realm-rotating.lab.test", ("198.18.1.90",), "realm-rotating"),
     # Two addresses: the first a healthy registry, the second with nothing listening.
     Service(
         "multi.lab.test",
