@@ -63,6 +63,20 @@ def test_check_and_run_refuse_the_bomb_at_once(command: str, tmp_path: Path) -> 
     assert f"{BOMB}{MESSAGE}" in done.stderr.splitlines()
 
 
+def test_run_refuses_a_web_config_bomb_at_once(tmp_path: Path) -> None:
+    """--web-config shares the config's walker: the same bomb under tls_server_config is
+    refused with its line within seconds, and `run` exits 2."""
+    web = tmp_path / "web.yml"
+    web.write_text(BOMB.read_text().replace("\ndockerhub:\n", "\ntls_server_config:\n"))
+    started = time.monotonic()
+    done = probe(
+        "run", "--web-config", str(web), "--host-root", str(tmp_path), "--listen", "127.0.0.1:0"
+    )
+    assert time.monotonic() - started < PROMPT_SECONDS
+    assert done.returncode == 2, done.stderr
+    assert f"{web}{MESSAGE.replace('dockerhub', 'tls_server_config')}" in done.stderr, done.stderr
+
+
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, Path]]:
     """`probe run` on a config with one loopback registry (nothing listens: tcp_refused)."""
@@ -103,9 +117,9 @@ def _url(log: Path) -> str:
 
 def _hangup_until_reload_fails(
     process: subprocess.Popen[bytes], log: Path, within: float
-) -> tuple[str, float]:
+) -> tuple[str, float, float]:
     """SIGHUP, then /healthz and /metrics every 50 ms until the reload is seen failing; returns
-    the last scrape and the slowest /healthz answer meanwhile."""
+    the last scrape, the slowest /healthz answer meanwhile, and how long it all took."""
     url = _url(log)
     with httpx.Client(trust_env=False, timeout=within) as http:
         process.send_signal(signal.SIGHUP)
@@ -117,7 +131,7 @@ def _hangup_until_reload_fails(
             slowest = max(slowest, time.monotonic() - asked)
             text = http.get(f"{url}/metrics").text
             if sample(text, "registry_probe_config_last_reload_success") == 0:
-                return text, slowest
+                return text, slowest, time.monotonic() - started
             assert time.monotonic() - started < within, log.read_text()
             time.sleep(0.05)
 
@@ -130,7 +144,7 @@ def test_sighup_with_the_bomb_keeps_the_agent_answering(
     process, config, log = agent
     _url(log)
     shutil.copy(BOMB, config)
-    text, slowest = _hangup_until_reload_fails(process, log, PROMPT_SECONDS)
+    text, slowest, _ = _hangup_until_reload_fails(process, log, PROMPT_SECONDS)
     assert slowest < 1.0
     assert sample(text, "registry_probe_success", registry="127.0.0.1:9", check="tcp") == 0
     lines = log.read_text().splitlines()
@@ -142,13 +156,15 @@ def test_sighup_with_the_bomb_keeps_the_agent_answering(
 def test_sighup_with_a_large_file_never_stalls_the_server(
     agent: tuple[subprocess.Popen[bytes], Path, Path],
 ) -> None:
-    """A 300 KiB config of 35,000 unknown keys takes PyYAML seconds to parse: read on SIGHUP,
-    it never holds /healthz up meanwhile (the reload runs beside the server, not on its loop)."""
+    """A 900 KiB config of 38,000 unknown keys takes PyYAML seconds to parse: read on SIGHUP,
+    it never holds /healthz up for long meanwhile (the reload runs beside the server, not on
+    its loop; before, /healthz waited for the whole parse)."""
     process, config, log = agent
     _url(log)
-    keys = [f"unknown_key_{i}: value" for i in range(35_000)]
+    keys = [f"unknown_key_{i}: value" for i in range(38_000)]
     config.write_text("\n".join(keys) + "\n")
-    _, slowest = _hangup_until_reload_fails(process, log, 60.0)
-    assert slowest < 1.0
+    _, slowest, took = _hangup_until_reload_fails(process, log, 90.0)
+    assert took > 1.0  # the parse was long enough to stall a server that waited for it
+    assert slowest < took / 3, (slowest, took)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=DEADLINE) == 0

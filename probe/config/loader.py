@@ -104,17 +104,7 @@ def load_config(path: str) -> Config:
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _NULL):
         return Config()
     reader = _Reader(path)
-    try:
-        config = reader.config(root)
-    except _TooRepetitive as bomb:
-        # The walk stopped half-way: what it found so far is not the whole story, only this is.
-        line = bomb.node.start_mark.line + 1
-        raise ConfigError(
-            [
-                f"{path}:{line}: {bomb.key}: aliases and merge keys repeat more than "
-                f"{MAX_REPEATED_ENTRIES} entries (expected a configuration, not a merge-key bomb)"
-            ]
-        ) from None
+    config = reader.config(root)
     if reader.problems or config is None:
         raise ConfigError(reader.sorted_problems())
     return config
@@ -213,21 +203,13 @@ def _text(node: yaml.Node) -> str | None:
     return None
 
 
-class _TooRepetitive(Exception):
-    """The walk read more than MAX_REPEATED_ENTRIES entries again through aliases and merges."""
-
-    def __init__(self, node: yaml.Node, key: str) -> None:
-        super().__init__(key)
-        self.node = node
-        self.key = key
-
-
 class _Reader:
     """Walks the node tree once, building values and collecting problems with their lines.
 
     A node reached again through an alias or a merge is walked again (its key path differs);
-    those repeated entries are counted, and past MAX_REPEATED_ENTRIES the walk stops with
-    _TooRepetitive naming the outermost merge or alias that led there.
+    those repeated entries are counted, and past MAX_REPEATED_ENTRIES the walk stops with a
+    ConfigError naming the outermost merge or alias that led there, and nothing else: what the
+    walk found before is not the whole story.
     """
 
     def __init__(self, path: str) -> None:
@@ -246,8 +228,15 @@ class _Reader:
             return
         self._repeated += len(node.value)
         if self._repeated > MAX_REPEATED_ENTRIES:
-            culprit, where = self._culprit or (node, key)
-            raise _TooRepetitive(culprit, where or "(top level)")
+            culprit, where = self._culprit or (node, key or "(top level)")
+            line = culprit.start_mark.line + 1
+            raise ConfigError(
+                [
+                    f"{self.path}:{line}: {where}: aliases and merge keys repeat more than "
+                    f"{MAX_REPEATED_ENTRIES} entries (expected a configuration, not a merge-key "
+                    "bomb)"
+                ]
+            )
 
     def problem(self, node: yaml.Node, key: str, message: str) -> None:
         line = node.start_mark.line + 1
