@@ -45,11 +45,36 @@ def load_toml(text: str, source: str, problems: Problems, effect: str) -> dict[s
     return None
 
 
+# Entries PyYAML may copy for merge keys (`<<: *base`): it copies a merged mapping's entries
+# into every mapping that merges it, so anchors merging each other nine times over are 9^8
+# entries of a 700-byte file (a merge-key bomb: minutes and gigabytes).
+MAX_MERGED_ENTRIES = 100_000
+
+
+class _MergeBomb(yaml.YAMLError):
+    problem = f"its merge keys (<<) copy more than {MAX_MERGED_ENTRIES} entries"
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting the entries its merge keys copy."""
+
+    merged = 0
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        merges = any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value)
+        super().flatten_mapping(node)
+        if merges:
+            self.merged += len(node.value)
+            if self.merged > MAX_MERGED_ENTRIES:
+                raise _MergeBomb
+
+
 def load_yaml(text: str, source: str, problems: Problems, effect: str) -> Any:
     """A YAML document (safe loader), or None with a problem. The message is only the problem
-    and its line: PyYAML's own quotes the line, which may hold a registry password."""
+    and its line: PyYAML's own quotes the line, which may hold a registry password. A merge-key
+    bomb is refused before it costs more than a fraction of a second."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506  # a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
