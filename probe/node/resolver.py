@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import dns.asyncresolver
+import dns.exception
+import dns.name
 import dns.resolver
 
 from probe.node.hostfs import HostFS
@@ -55,7 +57,7 @@ def read_resolver(fs: HostFS) -> NodeResolver:
         return NodeResolver(None, _unread(fs), hosts)
     resolver = dns.asyncresolver.Resolver(configure=False)
     try:
-        resolver.read_resolv_conf(io.StringIO(text))
+        resolver.read_resolv_conf(io.StringIO(_as_go_reads(text)))
     except dns.resolver.NoResolverConfiguration:
         return NodeResolver(None, f"{RESOLV_CONF} names no nameserver", hosts)
     resolver.lifetime = _LIFETIME
@@ -74,6 +76,29 @@ def _unread(fs: HostFS) -> str:
     if fs.is_dir(RESOLV_CONF):
         return f"the node's {RESOLV_CONF} is a directory, not a file"
     return f"the node has no {RESOLV_CONF}"
+
+
+def _as_go_reads(text: str) -> str:
+    """resolv.conf without what Go's resolver skips (src/net/dnsconfig_unix.go): a `nameserver`
+    that is not an IP address, and (since no lookup can use it) a search domain that is not a
+    DNS name. dnspython raises on either and would lose the whole file."""
+    lines = []
+    for line in text.splitlines():
+        fields = line.split()
+        if fields[:1] == ["nameserver"] and (len(fields) < 2 or not _is_ip(fields[1])):
+            continue
+        if fields[:1] in (["search"], ["domain"]):
+            line = " ".join([fields[0], *(name for name in fields[1:] if _is_name(name))])
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _is_name(text: str) -> bool:
+    try:
+        dns.name.from_text(text)
+    except (dns.exception.DNSException, UnicodeError, ValueError):
+        return False
+    return True
 
 
 def parse_hosts(text: str) -> Mapping[str, tuple[str, ...]]:
