@@ -162,7 +162,11 @@ def read_registries_yaml(fs: HostFS, distribution: str) -> NodeRegistries:
         name = str(name)
         where = f"mirrors.{name!r}.endpoint"
         hosts: list[RegistryHost] = []
-        upstream = None if name == ANY_REGISTRY else default_host(name, localhost_plain=False)
+        try:
+            upstream = None if name == ANY_REGISTRY else default_host(name, localhost_plain=False)
+        except ValueError as error:  # not a registry name: no pull ever matches it
+            problems.add(source, f"mirrors.{name!r}: {error}", "this entry is not used")
+            continue
         for index, url in enumerate(
             string_list(dig(mirror, ("endpoint",)), where, source, problems)
         ):
