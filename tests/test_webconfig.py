@@ -539,8 +539,13 @@ def test_run_serves_tls_and_basic_auth_from_the_flag(pki: Pki, tmp_path: Path) -
     )
     assert process.stderr is not None
     try:
-        line = process.stderr.readline().decode()
-        found = re.search(r"agent started listen=(\S+)", line)
+        # The start line; a node problem may come first (a process named containerd elsewhere
+        # on the machine running the tests is one).
+        for _ in range(20):
+            line = process.stderr.readline().decode()
+            found = re.search(r"agent started listen=(\S+)", line)
+            if found or not line:
+                break
         assert found, line
         assert "tls=on basic_auth_users=1" in line
         context = pki.client_context()
