@@ -3,15 +3,16 @@ metrics, `check` output or error messages; issue 11).
 
 The lab's node is given every kind of secret at once, and each is used in real requests:
 Docker Hub credentials in the config's `.dockerconfigjson` (as `auth`, as `username` and
-`password`, as an `identitytoken`), sent to the Docker Hub stand-in's token service; a registry
-credentials file; containerd's proxy in its unit drop-in with tinyproxy's user and password (every
-request goes through it); dockerd's proxy in daemon.json with the SOCKS server's password; and a
-config that names a registry by a URL with a password (invalid: `validate` and `check` refuse
-it). Then every command runs: `check` as text and JSON, `run --once`, `validate` on the good and
-the bad config, and `run` with its text and JSON logs while /metrics and /healthz are scraped.
-All that is printed, logged or served is searched for every secret as it is, percent-encoded,
-and base64-encoded alone or as `user:secret` (what a Basic header or a `.dockerconfigjson`
-`auth` carries).
+`password`, as an `identitytoken`), sent to the Docker Hub stand-in's token service, also for a
+private image the config names; a registry credentials file; a pull secret for an image on a
+registry behind a token service; containerd's proxy in its unit drop-in with tinyproxy's user
+and password (every request goes through it); dockerd's proxy in daemon.json with the SOCKS
+server's password; and a config that names a registry by a URL with a password (invalid:
+`validate` and `check` refuse it). Then every command runs: `check` as text and JSON and with
+`--image` and `--pull-secret`, `run --once`, `validate` on the good and the bad config, and
+`run` with its text and JSON logs while /metrics and /healthz are scraped. All that is printed,
+logged or served is searched for every secret as it is, percent-encoded, and base64-encoded
+alone or as `user:secret` (what a Basic header or a `.dockerconfigjson` `auth` carries).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import pytest
 from lab import Lab
+from lab.private import TOKEN, USER, PrivateRegistries
 
 pytestmark = pytest.mark.lab
 
@@ -92,6 +94,7 @@ class Node:
     config: Path
     bad_config: Path
     secrets: Secrets
+    hub_credentials: Path
 
 
 def docker_config(path: Path, entry: dict[str, str]) -> Path:
@@ -132,6 +135,7 @@ def build_node(lab: Lab, tmp_path: Path, hub_entry: str) -> Node:
         f"  - host: {REGISTRY}\n    credentials_file: {registry_file}\n"
         f"dockerhub:\n  ratelimit_interval: 1s\n  credentials_file: {hub_file}\n"
         "runtimes: [containerd, dockerd]\n"
+        f"images: [{hub_user}/private:1]\n"
     )
     url_password = found.add(f"url-pw-{random_secrets.token_hex(8)}", "robot")
     bad_config = files / "bad.yaml"
@@ -150,7 +154,7 @@ def build_node(lab: Lab, tmp_path: Path, hub_entry: str) -> Node:
             "etc/docker/daemon.json": json.dumps({"proxies": {"https-proxy": socks}}),
         }
     )
-    return Node(root, config, bad_config, found)
+    return Node(root, config, bad_config, found, hub_file)
 
 
 def run_probe(lab: Lab, *args: str) -> tuple[int, str]:
@@ -160,17 +164,28 @@ def run_probe(lab: Lab, *args: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("hub_entry", ["auth", "password", "identitytoken"])
-def test_no_secret_in_check_run_once_or_validate(lab: Lab, tmp_path: Path, hub_entry: str) -> None:
-    """check (text and JSON), run --once and validate (good and bad config) print no secret,
-    with every secret in use: the proxy's for each request, Docker Hub's for its token."""
+def test_no_secret_in_check_run_once_or_validate(
+    lab: Lab, private_registries: PrivateRegistries, tmp_path: Path, hub_entry: str
+) -> None:
+    """check (text, JSON, with images and pull secrets), run --once and validate (good and bad
+    config) print no secret, with every secret in use: the proxy's for each request, Docker
+    Hub's for its token, a pull secret's at its registry's token service."""
     node = build_node(lab, tmp_path, hub_entry)
+    password = node.secrets.add(private_registries.passwords[USER], USER)
+    pull_secret = private_registries.pull_secret(tmp_path, TOKEN.name, USER, password)
     common = ["--host-root", str(node.root), "--no-discover", "--timeout", str(TIMEOUT)]
+    hub_image = f"{lab.dockerhub.user}/private:1"
+    images = [
+        "--image", f"{TOKEN.name}/lab/tiny:1", "--pull-secret", str(pull_secret),
+        "--image", hub_image, "--pull-secret", str(node.hub_credentials),
+    ]  # fmt: skip
     before = lab.dockerhub.counts()
     outputs: dict[str, tuple[int, str]] = {
         "check --output json": run_probe(
             lab, "check", "--config", str(node.config), *common, "--output", "json"
         ),
         "check --output text": run_probe(lab, "check", "--config", str(node.config), *common),
+        "check --image": run_probe(lab, "check", *common, "--output", "json", *images),
         "run --once": run_probe(
             lab, "run", "--once", "--config", str(node.config), *common, "--listen", "127.0.0.1:0"
         ),
@@ -187,7 +202,7 @@ def test_no_secret_in_check_run_once_or_validate(lab: Lab, tmp_path: Path, hub_e
 
     # Every command ran to its end (an identity token POST without Content-Length was an
     # "internal error" before h11 framed the body).
-    for name in ("check --output json", "check --output text", "run --once"):
+    for name in ("check --output json", "check --output text", "check --image", "run --once"):
         code, text = outputs[name]
         assert code in (0, 1) and "internal error" not in text, f"{name}: {text}"
     # The secrets were used: the requests went through tinyproxy with its password, and Docker
@@ -198,6 +213,12 @@ def test_no_secret_in_check_run_once_or_validate(lab: Lab, tmp_path: Path, hub_e
     proxy = next(c for c in registry["checks"] if c["check"] == "proxy")
     assert "tinyproxy.lab.test" in proxy["detail"], proxy
     assert {c["check"]: c["ok"] for c in registry["checks"]}.get("http") is True, registry
+    _, images_text = outputs["check --image"]
+    images_report = json.loads(images_text.split("stdout:\n", 1)[1].split("\nstderr:\n", 1)[0])
+    offered = {i["image"]: i.get("credentials") or "" for i in images_report["images"]}
+    assert offered[f"{TOKEN.name}/lab/tiny:1"].startswith(f"user {USER} from --pull-secret"), (
+        images_report
+    )
     if hub_entry == "identitytoken":
         assert got.token_rejected["(refresh token)"] >= 1, got  # the stand-in knows no token
     else:
