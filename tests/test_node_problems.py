@@ -51,4 +51,6 @@ def test_the_text_report_lists_node_problems(tmp_path: Path) -> None:
     """A person on the node reads the file and line under the registries."""
     done = check(node_with_a_broken_dropin(tmp_path), "text")
     assert "node configuration problems:" in done.stdout
-    assert f"/{DROPIN}:2:" in done.stdout
+    (line,) = [x for x in done.stdout.splitlines() if f"/{DROPIN}" in x]
+    assert line.startswith(f"  /{DROPIN}:2: "), line
+    assert line.count(DROPIN) == 1, "the file is named once"

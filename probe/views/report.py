@@ -165,7 +165,7 @@ def to_text(
         lines.append("")
     if problems:
         lines.append("node configuration problems:")
-        lines.extend(f"  {p.where}: {p.describe()}" for p in problems)
+        lines.extend(f"  {_problem_text(p)}" for p in problems)
         lines.append("")
     failing = [r for r in reports if not r.ok]
     if failing:
@@ -207,6 +207,16 @@ def _image_text(report: ImageReport) -> list[str]:
     if advice:
         lines.append(f"      fix: {advice}")
     return lines
+
+
+def _problem_text(problem: NodeProblem) -> str:
+    """`file:line: message (effect)`; the message names its file for logs, said once here."""
+    text = problem.describe()
+    for named in (f"{problem.source}: ", f"{problem.source} "):
+        if text.startswith(named):
+            text = text[len(named) :]
+            break
+    return f"{problem.where}: {text}"
 
 
 def _registry_text(report: RegistryReport) -> list[str]:
