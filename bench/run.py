@@ -424,32 +424,18 @@ class Bench:
             timed = json.loads(self.driver([*render, "--accept", "text/plain"], 60).stdout)
             if agent.popen.poll() is not None:
                 raise RuntimeError(f"the agent exited:\n{agent.log_text()}")
-        sched = schedule(
-            landed(self.lab.registry_log, log_offset, USER_AGENTS[prober]),
+        return self._measurement(
+            prober,
             names,
-            window.t0,
-            window.t1,
-            self.args.interval,
-        )
-        return Measurement(
-            "agent",
-            len(names),
-            self.args.interval,
-            window.t1 - window.t0,
-            window.cpu,
-            window.cpu_system,
-            expected_probes=len(names) * (window.t1 - window.t0) / self.args.interval,
-            peak_rss_kib=hwm,
+            window,
+            hwm,
+            log_offset,
             scrape_ms=1000 * statistics.median(timed["seconds"]),
             scrape_ms_min=1000 * min(timed["seconds"]),
             series_per_registry=series_per_registry(timed["body"], names),
             healthy=success_share(timed["body"], names),
-            lab_cores=window.lab_cores,
-            other_cores=window.other_cores,
-            host_processes=self.host_processes,
             failures=failing_reasons(timed["body"], names),
             driver=scrapes,
-            **asdict(sched),
         )
 
     def blackbox(self, names: list[str]) -> Measurement:
@@ -488,31 +474,17 @@ class Bench:
             )
             if blackbox.popen.poll() is not None:
                 raise RuntimeError(f"blackbox_exporter exited:\n{blackbox.log_text()}")
-        sched = schedule(
-            landed(self.lab.registry_log, log_offset, USER_AGENTS[prober]),
+        return self._measurement(
+            prober,
             names,
-            window.t0,
-            window.t1,
-            self.args.interval,
-        )
-        return Measurement(
-            "blackbox",
-            len(names),
-            self.args.interval,
-            window.t1 - window.t0,
-            window.cpu,
-            window.cpu_system,
-            expected_probes=len(names) * (window.t1 - window.t0) / self.args.interval,
-            peak_rss_kib=hwm,
+            window,
+            hwm,
+            log_offset,
             scrape_ms=1000 * statistics.median(timed["seconds"]),
             scrape_ms_min=1000 * min(timed["seconds"]),
             series_per_registry=sample_count(timed["body"]),
             healthy=scrapes["probe_success"].get("1", 0) / max(1, scrapes["scrapes"]),
-            lab_cores=window.lab_cores,
-            other_cores=window.other_cores,
-            host_processes=self.host_processes,
             driver=scrapes,
-            **asdict(sched),
         )
 
     def floor(self, names: list[str]) -> Measurement:
@@ -536,30 +508,49 @@ class Bench:
         if counted is None:
             raise RuntimeError(f"bench/floor.py did not count its probes:\n{process.log_text()}")
         done, failed = int(counted[1]), int(counted[2])
+        return self._measurement(
+            "floor",
+            names,
+            window,
+            hwm,
+            log_offset,
+            scrape_ms=float("nan"),
+            scrape_ms_min=float("nan"),
+            series_per_registry=0.0,
+            healthy=done / (done + failed) if done + failed else 0.0,
+        )
+
+    def _measurement(
+        self,
+        prober: str,
+        names: list[str],
+        window: Window,
+        peak_rss_kib: int,
+        log_offset: int,
+        **own: Any,
+    ) -> Measurement:
+        """The figures every prober has (CPU, memory, the lab's and the machine's load, its
+        probes as the registry's log counts them), and `own`: what only it can say."""
         sched = schedule(
-            landed(self.lab.registry_log, log_offset, USER_AGENTS["floor"]),
+            landed(self.lab.registry_log, log_offset, USER_AGENTS[prober]),
             names,
             window.t0,
             window.t1,
             self.args.interval,
         )
-        expected = len(names) * (window.t1 - window.t0) / self.args.interval
         return Measurement(
-            "floor",
+            prober,
             len(names),
             self.args.interval,
             window.t1 - window.t0,
             window.cpu,
             window.cpu_system,
-            expected_probes=expected,
-            peak_rss_kib=hwm,
-            scrape_ms=float("nan"),
-            scrape_ms_min=float("nan"),
-            series_per_registry=0.0,
-            healthy=done / (done + failed) if done + failed else 0.0,
+            expected_probes=len(names) * (window.t1 - window.t0) / self.args.interval,
+            peak_rss_kib=peak_rss_kib,
             lab_cores=window.lab_cores,
             other_cores=window.other_cores,
             host_processes=self.host_processes,
+            **own,
             **asdict(sched),
         )
 
