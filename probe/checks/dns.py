@@ -16,7 +16,6 @@ descriptors) is one too, with a detail saying it is the agent's trouble
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 
 import dns.asyncresolver
@@ -27,21 +26,14 @@ import dns.resolver
 
 from probe.checks import Outcome, Probe
 from probe.checks.descriptors import log_shortage, shortage
+from probe.config import is_ip_address
 from probe.display import clip
 from probe.reasons import Reason
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 async def run(probe: Probe) -> Outcome:
     host = probe.endpoint.host
-    if _is_ip(host):
+    if is_ip_address(host):
         return Outcome(detail=f"{host} is an address", phases={"resolve": 0.0}, addresses=(host,))
     started = time.perf_counter()
     node = probe.resolver

@@ -10,7 +10,6 @@ trouble (`http_unexpected_status`). `classify` is the pure mapping, tested with 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import re
 import time
@@ -24,6 +23,7 @@ from probe.checks import USER_AGENT, Outcome, Probe
 from probe.checks.challenge import parse_challenges
 from probe.checks.connection import Connection
 from probe.checks.proxy import proxy_authorization, sends_absolute_form
+from probe.config import is_ip_address
 from probe.display import SHOWN_MAX, clip, describe_input
 from probe.reasons import Reason
 
@@ -232,12 +232,10 @@ def usable_realm(realm: str) -> bool:
     host = url.hostname or ""
     if url.scheme not in ("http", "https") or not host:
         return False
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        labels = host.rstrip(".").split(".")
-        return len(host) <= 253 and all(0 < len(label) <= 63 for label in labels)
-    return True
+    if is_ip_address(host):
+        return True
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(0 < len(label) <= 63 for label in labels)
 
 
 def json_object(body: bytes) -> dict[str, object] | None:

@@ -11,6 +11,7 @@ from probe.config.address import (
     DOCKER_HUB_BLOB_HOSTS,
     HostPort,
     RegistryAddress,
+    is_ip_address,
     parse_host_port,
     parse_listen,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "HostPort",
     "RegistryAddress",
     "RegistryConfig",
+    "is_ip_address",
     "load_config",
     "parse_host_port",
     "parse_listen",

@@ -196,6 +196,15 @@ def parse_listen(text: str) -> HostPort:
     return HostPort(host, _port(port_text, shown, LISTEN_FORMS, lowest=0))
 
 
+def is_ip_address(text: str) -> bool:
+    """An IPv4 or IPv6 address as Python reads one (an IPv6 zone `%eth0` included)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def redact_address(text: str) -> str:
     """An address fit for a message: userinfo masked as everywhere (SPEC: secrets), and a query
     hidden whole, since registry URLs carry tokens there (`?token=...`)."""

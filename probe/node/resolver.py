@@ -10,7 +10,6 @@ view; the checks share the one resolver built here.
 from __future__ import annotations
 
 import io
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,6 +19,7 @@ import dns.exception
 import dns.name
 import dns.resolver
 
+from probe.config import is_ip_address
 from probe.node.hostfs import HostFS
 
 RESOLV_CONF = "/etc/resolv.conf"
@@ -85,7 +85,7 @@ def _as_go_reads(text: str) -> str:
     lines = []
     for line in text.splitlines():
         fields = line.split()
-        if fields[:1] == ["nameserver"] and (len(fields) < 2 or not _is_ip(fields[1])):
+        if fields[:1] == ["nameserver"] and (len(fields) < 2 or not is_ip_address(fields[1])):
             continue
         if fields[:1] in (["search"], ["domain"]):
             line = " ".join([fields[0], *(name for name in fields[1:] if _is_name(name))])
@@ -106,18 +106,10 @@ def parse_hosts(text: str) -> Mapping[str, tuple[str, ...]]:
     found: dict[str, list[str]] = {}
     for line in text.splitlines():
         fields = line.split("#", 1)[0].split()
-        if len(fields) < 2 or not _is_ip(fields[0].split("%", 1)[0]):
+        if len(fields) < 2 or not is_ip_address(fields[0].split("%", 1)[0]):
             continue
         for name in fields[1:]:
             addresses = found.setdefault(name.rstrip(".").lower(), [])
             if fields[0] not in addresses:
                 addresses.append(fields[0])
     return MappingProxyType({name: tuple(addresses) for name, addresses in found.items()})
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
