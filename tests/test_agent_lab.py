@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab import Lab
+from lab import NODE_ADDRESS, Lab
 from lab.netns import LabProcess
 from metricsamples import sample, samples
 
@@ -32,8 +32,6 @@ from probe.reasons import PHASES
 
 pytestmark = pytest.mark.lab
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NODE_ADDRESS = "198.18.0.2"
 HEALTHY = "registry.lab.test"
 BLACK_HOLED = "firewall-drop.lab.test"  # the node's nftables drops every answer from it
 EXPIRED = "expired.lab.test"
@@ -128,27 +126,13 @@ def start_agent(
     """`python -m probe run` in the node namespace, from this repository, without proxy vars."""
     assert lab.node is not None
     port = next(_ports)
-    # `nsenter` and `env` both exec, so the spawned pid is the probe's own.
-    unset = [arg for k in os.environ if "proxy" in k.lower() for arg in ("-u", k)]
     argv = [
-        "env", "-C", str(REPO_ROOT), *unset,
-        sys.executable, "-m", "probe", "run", "--no-discover",
-        "--host-root", str(lab.host_root()), "--listen", f"{NODE_ADDRESS}:{port}",
+        "--no-discover", "--host-root", str(lab.host_root()),
         "--interval", "1", "--timeout", str(timeout), *args,
     ]  # fmt: skip
     for registry in registries:
         argv += ["--registry", registry]
-    name = f"agent-{port}"
-    try:
-        process = lab.node.spawn(
-            name, argv, workdir / f"{name}.log", listens=[("tcp", NODE_ADDRESS, port)]
-        )
-    except BaseException:
-        # An agent that never listened is stopped now, not at the end of the session.
-        for started in lab.node.processes:
-            if started.name == name:
-                started.stop()
-        raise
+    process = lab.spawn_agent(argv, port, workdir)
     return Agent(lab, process, port)
 
 

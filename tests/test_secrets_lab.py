@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import secrets as random_secrets
 import sys
 import time
@@ -29,13 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from lab import Lab
+from lab import NODE_ADDRESS, Lab
 from lab.private import TOKEN, USER, PrivateRegistries
 
 pytestmark = pytest.mark.lab
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NODE_ADDRESS = "198.18.0.2"
 HUB = "registry-1.docker.io"
 REGISTRY = "registry.lab.test"
 TIMEOUT = 2.0
@@ -236,18 +233,12 @@ def test_no_secret_in_the_agents_logs_or_metrics(lab: Lab, tmp_path: Path, log_f
     node = build_node(lab, tmp_path, "auth")
     assert lab.node is not None
     port = next(_ports)
-    unset = [arg for k in os.environ if "proxy" in k.lower() for arg in ("-u", k)]
     argv = [
-        "env", "-C", str(REPO_ROOT), *unset,
-        sys.executable, "-m", "probe", "run", "--config", str(node.config), "--no-discover",
-        "--host-root", str(node.root), "--listen", f"{NODE_ADDRESS}:{port}",
+        "--config", str(node.config), "--no-discover", "--host-root", str(node.root),
         "--interval", "1", "--timeout", str(TIMEOUT), "--log-format", log_format,
     ]  # fmt: skip
-    name = f"secrets-agent-{port}"
     before = lab.dockerhub.counts()
-    agent = lab.node.spawn(
-        name, argv, tmp_path / f"{name}.log", listens=[("tcp", NODE_ADDRESS, port)]
-    )
+    agent = lab.spawn_agent(argv, port, tmp_path)
     served: dict[str, str] = {}
     try:
         end = time.monotonic() + AGENT_SECONDS

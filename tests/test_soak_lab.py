@@ -29,15 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab import Lab
+from lab import NODE_ADDRESS, Lab
 from lab.netns import LabProcess
 
 from probe.views.retention import MAX_ABSENT_ENDPOINTS
 
 pytestmark = pytest.mark.lab
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NODE_ADDRESS = "198.18.0.2"
 HEALTHY = "registry.lab.test"
 BLACK_HOLED = "firewall-drop.lab.test"
 TLS_SILENT = "tls-silent.lab.test"
@@ -168,26 +166,13 @@ def start_agent(lab: Lab, tmp_path: Path) -> Iterator[Any]:
     ) -> RunningAgent:
         assert lab.node is not None
         port = next(_ports)
-        unset = [arg for k in os.environ if "proxy" in k.lower() for arg in ("-u", k)]
         argv = [
-            "env", "-C", str(REPO_ROOT), *unset,
-            sys.executable, "-m", "probe", "run", "--no-discover",
-            "--host-root", str(lab.host_root(files=files)),
-            "--listen", f"{NODE_ADDRESS}:{port}",
+            "--no-discover", "--host-root", str(lab.host_root(files=files)),
             "--interval", str(interval), "--timeout", str(timeout),
         ]  # fmt: skip
         for registry in registries:
             argv += ["--registry", registry]
-        name = f"soak-agent-{port}"
-        try:
-            process = lab.node.spawn(
-                name, argv, tmp_path / f"{name}.log", listens=[("tcp", NODE_ADDRESS, port)]
-            )
-        except BaseException:
-            for leftover in lab.node.processes:
-                if leftover.name == name:
-                    leftover.stop()
-            raise
+        process = lab.spawn_agent(argv, port, tmp_path)
         agent = RunningAgent(lab, tmp_path, process, port)
         started.append(agent)
         return agent

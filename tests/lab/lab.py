@@ -739,6 +739,29 @@ class Lab:
                 ) from e
         return AgentRun(agent.returncode, stdout, stderr, time.monotonic() - started)
 
+    def spawn_agent(self, args: list[str], port: int, log_dir: Path) -> LabProcess:
+        """`python -m probe run ARGS` left running in the node namespace, from this repository,
+        without proxy variables, listening on NODE_ADDRESS:`port`; stopped by its `stop()` or at
+        lab end. An agent that never listened is stopped at once, not at the end of the session.
+        """
+        assert self.node is not None
+        # `nsenter` and `env` both exec, so the spawned pid is the probe's own.
+        unset = [arg for k in os.environ if "proxy" in k.lower() for arg in ("-u", k)]
+        argv = [
+            "env", "-C", str(REPO_ROOT), *unset, sys.executable, "-m", "probe", "run", *args,
+            "--listen", f"{NODE_ADDRESS}:{port}",
+        ]  # fmt: skip
+        name = f"agent-{port}"
+        try:
+            return self.node.spawn(
+                name, argv, log_dir / f"{name}.log", listens=[("tcp", NODE_ADDRESS, port)]
+            )
+        except BaseException:
+            for process in self.node.processes:
+                if process.name == name:
+                    process.stop()
+            raise
+
     def spawn_in(
         self,
         name: str,
