@@ -314,8 +314,8 @@ class Agent:
     def _sync_registries(self, *, announce: bool = True) -> tuple[set[str], set[str]]:
         """Take the engine's registries (config plus what the node view names); a new or
         changed one is due now, the others keep their schedule. Returns (added, removed).
-        The node's configuration problems are taken along: logged when they appear and when
-        they are gone, counted in the metrics."""
+        The checker's images and the node's configuration problems are taken along (problems
+        logged when they appear and when they are gone, counted in the metrics)."""
         try:
             registries, problems = self._engine.registries(), self._engine.problems()
             images = self._checker.targets() if self._checker else ()
